@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/* Error text. */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <string.h>
+
+static const char *library_text(int err)
+{
+    switch (err) {
+    case SK_EAI_AGAIN: return "temporary failure in name resolution";
+    case SK_EAI_FAIL: return "name resolution failed";
+    case SK_EAI_NONAME: return "host name unknown";
+    case SK_EAI_NODATA: return "host name has no address of the wanted kind";
+    case SK_EAI_FAMILY: return "address family not supported for this name";
+    case SK_EAI_SERVICE: return "port not supported for this socket type";
+    case SK_EAI_MEMORY: return "out of memory while resolving a name";
+    case SK_EAI_OTHER: return "name resolution failed (unexpected resolver error)";
+    case SK_EADDR:
+        return "malformed address: expected host:port, [ipv6]:port, *:port or unix:/path";
+    case SK_EPORT: return "port missing or not a number from 0 to 65535";
+    case SK_ETOOLONG: return "line longer than the configured maximum";
+    case SK_EBACKEND: return "unknown backend";
+    }
+    return NULL;
+}
+
+const char *sk_strerror(int err)
+{
+    if (err == 0)
+        return "success";
+    const char *text = library_text(err);
+    if (text)
+        return text;
+    if (err == INT_MIN)
+        return "unknown error";
+    int code = err < 0 ? -err : err;
+    if (code < 4096) {
+#ifdef SK_HAVE_STRERRORDESC_NP
+        text = strerrordesc_np(code);
+#else
+        text = strerror(code);
+#endif
+        if (text)
+            return text;
+    }
+    return "unknown error";
+}
+
+int sk__eai_code(int eai, int saved_errno)
+{
+    switch (eai) {
+    case 0: return 0;
+    case EAI_AGAIN: return SK_EAI_AGAIN;
+    case EAI_FAIL: return SK_EAI_FAIL;
+    case EAI_NONAME: return SK_EAI_NONAME;
+#ifdef EAI_NODATA
+    case EAI_NODATA: return SK_EAI_NODATA;
+#endif
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY: return SK_EAI_NODATA;
+#endif
+    case EAI_FAMILY: return SK_EAI_FAMILY;
+    case EAI_SERVICE: return SK_EAI_SERVICE;
+    case EAI_MEMORY: return SK_EAI_MEMORY;
+    case EAI_SYSTEM: return saved_errno > 0 ? -saved_errno : SK_EAI_OTHER;
+    }
+    return SK_EAI_OTHER;
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/* sk_lines: a buffered line reader with a maximum line length. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIN_BUFFER 4096
+
+struct sk_lines {
+    int fd;
+    int err;          /* sticky error (SK_ETOOLONG), or 0 */
+    bool eof;
+    size_t max_line;  /* longest line, its '\n' included */
+    size_t start;     /* first byte not yet returned */
+    size_t len;       /* bytes in buf */
+    size_t scanned;   /* bytes from start already known to hold no '\n' */
+    size_t held_at;   /* where the NUL after the last line went (0: nowhere) */
+    char held;        /* the byte that NUL replaced */
+    size_t cap;       /* size of buf, one more than it may hold */
+    char buf[];
+};
+
+sk_lines *sk_lines_new(int fd, size_t max_line)
+{
+    if (fd < 0 || max_line == 0 || max_line > (SIZE_MAX >> 2))
+        return NULL;
+    size_t cap = (max_line < MIN_BUFFER ? MIN_BUFFER : max_line) + 1;
+    sk_lines *lr = calloc(1, sizeof(*lr) + cap);
+    if (!lr)
+        return NULL;
+    lr->fd = fd;
+    lr->max_line = max_line;
+    lr->cap = cap;
+    return lr;
+}
+
+void sk_lines_free(sk_lines *lr)
+{
+    free(lr);
+}
+
+size_t sk_lines_pending(const sk_lines *lr)
+{
+    return lr ? lr->len - lr->start : 0;
+}
+
+/* Hand out buf[start, start+n) as a NUL-terminated line. */
+static ssize_t take(sk_lines *lr, char **line, size_t n)
+{
+    *line = lr->buf + lr->start;
+    lr->held_at = lr->start + n;
+    lr->held = lr->buf[lr->held_at];
+    lr->buf[lr->held_at] = '\0';
+    lr->start += n;
+    lr->scanned = 0;
+    return (ssize_t)n;
+}
+
+ssize_t sk_lines_read(sk_lines *lr, char **line, int timeout_ms)
+{
+    if (!lr || !line)
+        return -EINVAL;
+    *line = NULL;
+    if (lr->err)
+        return lr->err;
+    if (lr->held_at) {
+        lr->buf[lr->held_at] = lr->held;
+        lr->held_at = 0;
+    }
+    int64_t deadline = sk__deadline(timeout_ms);
+    for (;;) {
+        size_t avail = lr->len - lr->start;
+        size_t window = avail < lr->max_line ? avail : lr->max_line;
+        char *from = lr->buf + lr->start + lr->scanned;
+        char *nl = lr->scanned < window ? memchr(from, '\n', window - lr->scanned) : NULL;
+        if (nl)
+            return take(lr, line, (size_t)(nl - (lr->buf + lr->start)) + 1);
+        lr->scanned = window;
+        if (avail >= lr->max_line)
+            return lr->err = SK_ETOOLONG;
+        if (lr->eof)
+            return avail ? take(lr, line, avail) : 0;
+        if (avail == 0) {
+            lr->start = lr->len = 0;
+        } else if (lr->start > 0 && lr->len == lr->cap - 1) {
+            memmove(lr->buf, lr->buf + lr->start, avail);
+            lr->start = 0;
+            lr->len = avail;
+        }
+        /* one byte always stays free for the NUL after a line */
+        ssize_t n = sk_read_some(lr->fd, lr->buf + lr->len, lr->cap - 1 - lr->len,
+                                 sk__remaining(deadline));
+        if (n < 0)
+            return n;
+        if (n == 0)
+            lr->eof = true;
+        lr->len += (size_t)n;
+    }
+}
