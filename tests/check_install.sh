@@ -17,7 +17,7 @@ quiet meson install -C "$tmp/build"
 pc=$(find "$tmp/prefix" -name sockkit.pc)
 [ -n "$pc" ] || { echo "FAIL: no sockkit.pc installed"; exit 1; }
 export PKG_CONFIG_PATH="$(dirname "$pc")"
-for h in sockkit.h common.h version.h error.h addr.h socket.h io.h; do
+for h in sockkit.h common.h version.h error.h addr.h socket.h io.h server.h backend.h; do
     [ -f "$tmp/prefix/include/sockkit/$h" ] || { echo "FAIL: include/sockkit/$h not installed"; exit 1; }
 done
 

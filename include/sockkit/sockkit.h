@@ -12,5 +12,7 @@
 #include <sockkit/addr.h>
 #include <sockkit/socket.h>
 #include <sockkit/io.h>
+#include <sockkit/server.h>
+#include <sockkit/backend.h>
 
 #endif /* SOCKKIT_SOCKKIT_H */
