@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,9 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* The server each signal stops (sk_server_stop_on_signal). */
+static sk_server *signal_servers[NSIG];
 
 sk_server *sk_server_new(const char *address)
 {
@@ -65,6 +70,9 @@ void sk_server_free(sk_server *s)
 {
     if (!s)
         return;
+    for (int i = 0; i < NSIG; i++) /* a late signal must not reach freed memory */
+        __atomic_compare_exchange_n(&signal_servers[i], &(sk_server *){s}, NULL, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
     close_listeners(s);
     for (int i = 0; i < s->naddr; i++)
         free(s->addresses[i]);
@@ -200,6 +208,93 @@ void *sk_server_data(const sk_server *s)
 const char *sk_server_backend(const sk_server *s)
 {
     return s ? s->backend->name : "?";
+}
+
+/* ---- options by name -------------------------------------------------- */
+
+static int parse_number(const char *text, long long min, long long max, long long *out)
+{
+    char *end;
+    if (!text || !*text || *text == '-' || *text == '+' || *text == ' ')
+        return -EINVAL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int sk_server_set_option(sk_server *s, const char *name, const char *value)
+{
+    static const char *const reuse_names[] = {"none", "addr", "port", "addr+port"};
+    long long n;
+    if (!s || !name || !value)
+        return -EINVAL;
+    if (strcmp(name, "listen") == 0)
+        return sk_server_add_listen(s, value);
+    if (strcmp(name, "backend") == 0)
+        return sk_server_set_backend(s, value);
+    if (strcmp(name, "reuse") == 0) {
+        for (int i = 0; i < 4; i++)
+            if (strcmp(value, reuse_names[i]) == 0)
+                return sk_server_set_reuse(s, (sk_reuse)i);
+        return -EINVAL;
+    }
+    if (strcmp(name, "framing") == 0) {
+        if (strcmp(value, "raw") && strcmp(value, "lines"))
+            return -EINVAL;
+        return sk_server_set_framing(s, value[0] == 'r' ? SK_FRAMING_RAW : SK_FRAMING_LINES,
+                                     s->cfg.max_line);
+    }
+    if (strcmp(name, "nodelay") == 0) {
+        if (strcmp(value, "on") && strcmp(value, "off"))
+            return -EINVAL;
+        return sk_server_set_nodelay(s, value[1] == 'n');
+    }
+    struct {
+        const char *name;
+        long long min, max;
+    } const numeric[] = {
+        {"workers", 0, SK__MAX_WORKERS}, {"max-conns", 1, INT32_MAX},
+        {"idle-timeout", 0, INT32_MAX},  {"max-line", 1, 16 << 20},
+        {"max-output", 1, INT64_MAX},    {"drain-timeout", 0, INT32_MAX},
+    };
+    for (size_t i = 0; i < sizeof(numeric) / sizeof(numeric[0]); i++) {
+        if (strcmp(name, numeric[i].name) != 0)
+            continue;
+        int rc = parse_number(value, numeric[i].min, numeric[i].max, &n);
+        if (rc < 0)
+            return rc;
+        switch (i) {
+        case 0: return sk_server_set_workers(s, (int)n);
+        case 1: return sk_server_set_max_conns(s, (int)n);
+        case 2: return sk_server_set_idle_timeout(s, (int)n);
+        case 3: return sk_server_set_framing(s, SK_FRAMING_LINES, (size_t)n);
+        case 4: return sk_server_set_max_output(s, (size_t)n);
+        default: return sk_server_set_drain_timeout(s, (int)n);
+        }
+    }
+    return -ENOENT;
+}
+
+/* ---- stop on a signal -------------------------------------------------- */
+
+static void stop_from_signal(int signo)
+{
+    sk_server *s = __atomic_load_n(&signal_servers[signo], __ATOMIC_ACQUIRE);
+    if (s)
+        sk_server_stop(s);
+}
+
+int sk_server_stop_on_signal(sk_server *s, int signo)
+{
+    if (!s || signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
+        return -EINVAL;
+    struct sigaction sa = {.sa_handler = stop_from_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    __atomic_store_n(&signal_servers[signo], s, __ATOMIC_RELEASE);
+    return sigaction(signo, &sa, NULL) < 0 ? -errno : 0;
 }
 
 /* ---- binding ----------------------------------------------------------- */

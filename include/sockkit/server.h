@@ -261,6 +261,45 @@ SK_API int sk_server_set_drain_timeout(sk_server *server, int drain_ms);
 SK_API int sk_server_set_nodelay(sk_server *server, bool on);
 
 /**
+ * Set an option by name, from text: for command lines and configuration files.
+ *
+ * | name | value | same as |
+ * |---|---|---|
+ * | `listen` | an address | sk_server_add_listen() |
+ * | `reuse` | `none`, `addr`, `port`, `addr+port` | sk_server_set_reuse() |
+ * | `backend` | a backend name | sk_server_set_backend() |
+ * | `workers` | 0 to 256 | sk_server_set_workers() |
+ * | `max-conns` | 1 or more | sk_server_set_max_conns() |
+ * | `idle-timeout` | milliseconds, 0 for none | sk_server_set_idle_timeout() |
+ * | `framing` | `raw`, `lines` | sk_server_set_framing() (the current `max-line`) |
+ * | `max-line` | bytes; also turns line framing on | sk_server_set_framing() |
+ * | `max-output` | bytes | sk_server_set_max_output() |
+ * | `drain-timeout` | milliseconds | sk_server_set_drain_timeout() |
+ * | `nodelay` | `on`, `off` | sk_server_set_nodelay() |
+ *
+ * Numbers are decimal, with nothing after them.
+ * @param server The server.
+ * @param name   The option's name.
+ * @param value  Its value as text.
+ * @return 0; `-ENOENT` (no such option); `-EINVAL` (a bad value); #SK_EBACKEND;
+ *         `-EBUSY`; what the setter returns.
+ * @since 1.0
+ */
+SK_API int sk_server_set_option(sk_server *server, const char *name, const char *value);
+
+/**
+ * Install a handler for a signal that stops the server, gracefully, as
+ * sk_server_stop() does (for `SIGINT` and `SIGTERM`, say). An explicit choice:
+ * the library installs no handler unless asked. The handler stays installed;
+ * sk_server_free() makes it stop nothing.
+ * @param server The server.
+ * @param signo  The signal (not `SIGKILL`, `SIGSTOP`).
+ * @return 0, or `-EINVAL`.
+ * @since 1.0
+ */
+SK_API int sk_server_stop_on_signal(sk_server *server, int signo);
+
+/**
  * Set the connection-opened callback.
  * @param server The server.
  * @param fn     The callback, or NULL.
