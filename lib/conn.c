@@ -65,7 +65,7 @@ static void unregister(sk_conn *c)
         c->rnext->rprev = c->rprev;
     c->registered = false;
     pthread_mutex_unlock(&s->reg_lock);
-    __atomic_fetch_sub(&s->count, 1, __ATOMIC_ACQ_REL);
+    sk__server_release(s);
 }
 
 void sk__conn_open(sk_conn *c)

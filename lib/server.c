@@ -35,6 +35,7 @@ sk_server *sk_server_new(const char *address)
     };
     s->backend = &sk__backend_epoll_et;
     s->ctr.shared = true;
+    s->count_ptr = &s->count;
     s->plain_owner.ctr = &s->ctr;
     s->reserve_fd = -1;
     s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -440,11 +441,12 @@ int sk_server_stop_fd(const sk_server *s)
 
 bool sk__server_admit(sk_server *s)
 {
-    int n = __atomic_load_n(&s->count, __ATOMIC_RELAXED);
+    int *counter = sk__server_counter(s);
+    int n = __atomic_load_n(counter, __ATOMIC_RELAXED);
     do {
         if (n >= s->cfg.max_conns)
             return false;
-    } while (!__atomic_compare_exchange_n(&s->count, &n, n + 1, true, __ATOMIC_ACQ_REL,
+    } while (!__atomic_compare_exchange_n(counter, &n, n + 1, true, __ATOMIC_ACQ_REL,
                                           __ATOMIC_RELAXED));
     return true;
 }
@@ -522,9 +524,9 @@ int sk_server_accept(sk_server *s, int lfd, sk_conn **out)
     s->plain_owner.now = sk__now_ms();
     sk_conn *c = sk__conn_new(s, fd, &s->plain_owner, NULL);
     if (!c) {
-        close(fd);
-        __atomic_fetch_sub(&s->count, 1, __ATOMIC_ACQ_REL);
+        sk__server_release(s);
         sk__count(&s->ctr, SK__C_REFUSED, 1);
+        close(fd);
         return 0;
     }
     sk__conn_open(c);
@@ -591,7 +593,7 @@ int sk_server_conn_count(const sk_server *s)
         return -EINVAL;
     if (s->count_hook)
         return s->count_hook(s);
-    return __atomic_load_n(&s->count, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(sk__server_counter(s), __ATOMIC_ACQUIRE);
 }
 
 int sk__server_broadcast_direct(sk_server *s, sk_conn *except, const void *data, size_t len)

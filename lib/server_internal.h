@@ -125,6 +125,7 @@ struct sk_server {
     pthread_mutex_t reg_lock;
     sk_conn *reg_head;
     int count;        /* open connections (atomic) */
+    int *count_ptr;   /* where admission counts: &count, or a page shared by processes */
     struct sk__counters ctr; /* shared block: pthread, fork parent, custom backends */
     struct sk__counters *extra_ctr; /* blocks of reactors, under reg_lock */
     void *backend_state; /* the running backend's own data */
@@ -139,8 +140,22 @@ struct sk_server {
 
 /* ---- server.c ---------------------------------------------------------- */
 
-/* Take a new connection's slot: false (and counted as refused) at max_conns. */
+/* Take a new connection's slot: false at max_conns. */
 SK__HIDDEN bool sk__server_admit(sk_server *s);
+/* The admission counter (a backend may move it to memory shared by processes). */
+static inline int *sk__server_counter(const sk_server *s)
+{
+    return __atomic_load_n(&s->count_ptr, __ATOMIC_ACQUIRE);
+}
+static inline void sk__server_set_counter(sk_server *s, int *counter)
+{
+    __atomic_store_n(&s->count_ptr, counter, __ATOMIC_RELEASE);
+}
+/* Give a slot back. */
+static inline void sk__server_release(sk_server *s)
+{
+    __atomic_fetch_sub(sk__server_counter(s), 1, __ATOMIC_ACQ_REL);
+}
 /* Accept one socket: the fd (non-blocking, CLOEXEC), 0 if none, < 0 on error.
  * Refused sockets (limit, EMFILE) are closed here and counted. */
 SK__HIDDEN int sk__server_accept_fd(sk_server *s, int lfd, struct sk__counters *ctr);

@@ -116,8 +116,8 @@ typedef void (*sk_close_fn)(sk_conn *conn, sk_close_reason reason);
 typedef void (*sk_name_fn)(const char *name, void *arg);
 
 /**
- * Counters of a running server, read with sk_server_stats(). On `fork` they
- * count only what the calling process saw.
+ * Counters of a server, read with sk_server_stats(); they add up over runs.
+ * On `fork` the children count into a shared page, so the parent sees all.
  * @since 1.0
  */
 typedef struct sk_stats {

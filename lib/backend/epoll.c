@@ -288,9 +288,9 @@ static void ep_accept(struct reactor *r, int lfd)
         }
         sk_conn *c = sk__conn_new(r->s, fd, &r->owner, NULL);
         if (!c) {
-            close(fd);
-            __atomic_fetch_sub(&r->s->count, 1, __ATOMIC_ACQ_REL);
+            sk__server_release(r->s);
             sk__count(&r->ctr, SK__C_REFUSED, 1);
+            close(fd);
             continue;
         }
         uint32_t events = r->edge ? EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET : EPOLLIN;

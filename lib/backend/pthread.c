@@ -134,9 +134,9 @@ close_wake:
 free_t:
     free(t);
 refuse:
-    close(fd);
-    __atomic_fetch_sub(&s->count, 1, __ATOMIC_ACQ_REL);
+    sk__server_release(s);
     sk__count(&s->ctr, SK__C_REFUSED, 1);
+    close(fd);
 }
 
 static int pt_run(sk_server *s)

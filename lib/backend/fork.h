@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/* The fork backend's pieces: the relay protocol and buffers (relay.c), what
+ * runs in the children (fork_child.c), the parent (fork.c). Not exported. */
+#ifndef SOCKKIT_BACKEND_FORK_H
+#define SOCKKIT_BACKEND_FORK_H
+
+#include "../server_internal.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+enum {
+    MSG_BROADCAST = 1,  /* child -> parent: to every connection */
+    MSG_BROADCAST_OTHERS, /* child -> parent: to every other connection */
+    MSG_DELIVER,        /* parent -> child: queue for your connection */
+    MSG_NAME,           /* child -> parent: my connection's name ("" = default) */
+    MSG_NAMES_REQ,      /* child -> parent: list the names */
+    MSG_NAMES_REP,      /* parent -> child: the names, NUL-terminated, one after another */
+    MSG_OPEN,           /* worker -> parent: serving a connection (payload: its peer) */
+    MSG_CLOSED          /* worker -> parent: that connection is closed */
+};
+
+/* Shared by the parent and every child (MAP_SHARED). */
+struct page {
+    int count;                   /* open connections: what admission counts */
+    int busy[SK__MAX_WORKERS];   /* a worker holds a slot of count */
+    struct sk__counters ctr;     /* what every child counts (atomically) */
+};
+
+struct msg_head {
+    uint32_t type;
+    uint32_t len;
+};
+
+#define MAX_MSG (1u << 30)
+#define RELAY_READ (64 * 1024)
+#define RELAY_HIGH (1u << 20)      /* backlog that pauses reading the relays */
+#define RELAY_MIN_STUCK_MS 2000    /* congested this long (at least): cut off */
+
+struct buf {
+    char *p;
+    size_t off, len, cap;
+};
+
+struct child {
+    struct sk__watch w; /* SK__W_RELAY */
+    pid_t pid;
+    int relay;
+    int worker;         /* pool index, or -1: a child per connection */
+    bool serving;       /* has a connection (named in listings) */
+    bool cut;           /* relay shut: the child did not keep up */
+    bool exited;        /* relay closed; waiting to reap */
+    uint32_t events;    /* the relay's epoll interest now */
+    int64_t full_since; /* when its backlog passed RELAY_HIGH, or 0 */
+    char *name;         /* set by the child, else NULL */
+    char *peer;
+    struct buf in, out;
+    struct child *prev, *next;
+};
+
+struct fork_state {
+    sk_server *s;
+    int epfd;
+    pthread_mutex_t lock; /* the children list, against sk_server_names from other threads */
+    struct child *head;
+    int nchildren;
+    struct page *page;    /* MAP_SHARED */
+    struct child self;    /* reads what other threads of this process broadcast */
+    int self_tx;
+    pthread_mutex_t self_lock;
+    bool stopping;
+    bool paused;          /* not reading relays: some child is congested */
+    bool catching_up;     /* reading every relay before answering for names */
+    int64_t kill_at;
+    struct sk__watch stop_w;
+    struct sk__watch listen_w;
+};
+
+/* relay.c: growable byte buffers and message framing */
+SK__HIDDEN bool sk__buf_reserve(struct buf *b, size_t n);
+SK__HIDDEN void sk__buf_consume(struct buf *b, size_t n);
+SK__HIDDEN void sk__buf_free(struct buf *b);
+/* Read what fd has into b: > 0 bytes, 0 at end of file, < 0 (-EAGAIN: nothing now). */
+SK__HIDDEN ssize_t sk__buf_read(struct buf *b, int fd);
+/* The next whole message in b, or false. */
+SK__HIDDEN bool sk__next_msg(struct buf *b, struct msg_head *h, char **payload);
+
+/* fork_child.c: the entry points of the children, and the child's side of the ops */
+SK__HIDDEN void sk__fork_child_main(struct fork_state *fs, int fd, int relay);
+SK__HIDDEN void sk__fork_worker_main(struct fork_state *fs, int k, int relay);
+/* In a child: the broadcast goes to the parent. Returns false in the parent. */
+SK__HIDDEN bool sk__fork_in_child(void);
+SK__HIDDEN int sk__fork_child_broadcast(sk_conn *except, const void *data, size_t len);
+
+#endif /* SOCKKIT_BACKEND_FORK_H */
