@@ -25,6 +25,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SK_TEST_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SK_TEST_LSAN 1
+#endif
+#endif
+#ifdef SK_TEST_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 static const char *backend;
 static int workers;        /* 0: the backend's default */
 static sk_reuse reuse = SK_REUSE_ADDR;
@@ -110,7 +121,7 @@ static void relay_to_others(sk_conn *c, char *data, size_t len)
  * server process reports "done RC THREADS0 THREADS FDS0 FDS CHILDREN". */
 
 struct report {
-    int rc, threads0, threads, fds0, fds, children;
+    int rc, threads0, threads, fds0, fds, children, leaks;
 };
 
 struct running {
@@ -146,7 +157,7 @@ static pid_t live_server; /* killed (with its process group) by teardown if a te
 static void stop_on_signal(int sig)
 {
     (void)sig;
-    sk_server_stop(served);
+    sk_server_stop(__atomic_load_n(&served, __ATOMIC_ACQUIRE));
 }
 
 static void ctl_reply(int ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -199,8 +210,13 @@ static void server_process(sk_server *s, int ctl)
     r.threads = thread_count(getpid());
     r.fds = fd_count(getpid());
     r.children = child_processes(getpid());
-    ctl_reply(ctl, "done %d %d %d %d %d %d\n", r.rc, r.threads0, r.threads, r.fds0, r.fds,
-              r.children);
+    __atomic_store_n(&served, NULL, __ATOMIC_RELEASE); /* a late signal stops nothing */
+    sk_server_free(s);
+#if SK_TEST_LSAN /* this process ends with _exit: check for leaks ourselves */
+    r.leaks = __lsan_do_recoverable_leak_check();
+#endif
+    ctl_reply(ctl, "done %d %d %d %d %d %d %d\n", r.rc, r.threads0, r.threads, r.fds0, r.fds,
+              r.children, r.leaks);
     _exit(0);
 }
 
@@ -271,14 +287,17 @@ static void await_done(struct running *r)
     char *line;
     ssize_t n = sk_lines_read(lines, &line, 20000);
     assert_true(n > 0);
-    assert_int_equal(sscanf(line, "done %d %d %d %d %d %d", &r->done.rc, &r->done.threads0,
-                            &r->done.threads, &r->done.fds0, &r->done.fds, &r->done.children), 6);
+    assert_int_equal(sscanf(line, "done %d %d %d %d %d %d %d", &r->done.rc, &r->done.threads0,
+                            &r->done.threads, &r->done.fds0, &r->done.fds, &r->done.children,
+                            &r->done.leaks),
+                     7);
     sk_lines_free(lines);
     int status;
     assert_int_equal(waitpid(r->pid, &status, 0), r->pid);
     live_server = 0;
     close(r->ctl);
     assert_int_equal(r->done.rc, 0);
+    assert_int_equal(r->done.leaks, 0); /* LeakSanitizer's verdict on the server process */
 }
 
 static void finish(struct running *r)
