@@ -2,6 +2,7 @@
 /* The connection engine every backend drives: reading and framing, queued
  * output with a cap, close requests and the orderly close. */
 #include "server_internal.h"
+#include "framer.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -193,80 +194,25 @@ int sk__conn_flush(sk_conn *c)
 
 /* ---- input ------------------------------------------------------------- */
 
-/* Keep the start of an unfinished line (the caller checked the length limit). */
-static bool stash(sk_conn *c, const char *p, size_t n)
-{
-    size_t need = c->in_len + n + 1; /* and a NUL */
-    if (need > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : 256;
-        while (cap < need)
-            cap *= 2;
-        char *in = realloc(c->in, cap);
-        if (!in) {
-            sk__conn_request_close(c, SK_CLOSE_ERROR);
-            return false;
-        }
-        c->in = in;
-        c->in_cap = cap;
-    }
-    memcpy(c->in + c->in_len, p, n);
-    c->in_len += n;
-    return true;
-}
-
-static void unstash(sk_conn *c)
-{
-    free(c->in);
-    c->in = NULL;
-    c->in_len = c->in_cap = 0;
-}
-
-/* Hand one line to the handler, without its "\n" or "\r\n", NUL-terminated. */
-static void emit_line(sk_conn *c, char *line, size_t len)
-{
-    if (len > 0 && line[len - 1] == '\r')
-        len--;
-    line[len] = '\0';
-    if (c->srv->cfg.on_data)
-        c->srv->cfg.on_data(c, line, len);
-}
-
 static bool still_reading(const sk_conn *c)
 {
     return c->state == SK__OPEN && !pending_of(c);
 }
 
-static void deliver_lines(sk_conn *c, char *p, size_t n)
+static bool line_to_handler(void *arg, char *line, size_t len)
 {
-    size_t max = c->srv->cfg.max_line;
-    char *end = p + n;
-    while (p < end && still_reading(c)) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t part = (size_t)((nl ? nl : end) - p);
-        size_t line = c->in_len + part + 1; /* with its '\n', present or to come */
-        if (line > max) {
-            unstash(c);
-            sk__conn_request_close(c, SK_CLOSE_TOO_LONG);
-            return;
-        }
-        if (!nl) {
-            stash(c, p, part);
-            return;
-        }
-        if (c->in_len == 0) {
-            emit_line(c, p, part); /* straight from the read buffer */
-        } else if (stash(c, p, part)) {
-            emit_line(c, c->in, c->in_len);
-            unstash(c);
-        }
-        p = nl + 1;
-    }
+    sk_conn *c = arg;
+    if (c->srv->cfg.on_data)
+        c->srv->cfg.on_data(c, line, len);
+    return still_reading(c);
 }
 
 static void deliver(sk_conn *c, char *buf, size_t n)
 {
     if (c->srv->cfg.framing == SK_FRAMING_LINES) {
-        deliver_lines(c, buf, n);
+        int rc = sk__framer_feed(&c->lines, c->srv->cfg.max_line, buf, n, line_to_handler, c);
+        if (rc < 0)
+            sk__conn_request_close(c, rc == SK_ETOOLONG ? SK_CLOSE_TOO_LONG : SK_CLOSE_ERROR);
         return;
     }
     buf[n] = '\0';
@@ -276,14 +222,8 @@ static void deliver(sk_conn *c, char *buf, size_t n)
 
 static void end_of_input(sk_conn *c)
 {
-    if (c->in_len > 0 && still_reading(c)) { /* a last line without '\n' */
-        char *line = c->in;
-        size_t len = c->in_len;
-        c->in = NULL;
-        c->in_len = c->in_cap = 0;
-        emit_line(c, line, len);
-        free(line);
-    }
+    if (still_reading(c)) /* a last line without '\n' */
+        sk__framer_finish(&c->lines, line_to_handler, c);
     sk__conn_request_close(c, SK_CLOSE_PEER);
 }
 
@@ -329,7 +269,7 @@ static void begin_close(sk_conn *c, int why)
         drop_output(c);
     unlock_conn(c);
     c->deadline = c->owner->now + s->cfg.drain_ms;
-    unstash(c);
+    sk__framer_reset(&c->lines);
     if (s->cfg.on_close)
         s->cfg.on_close(c, (sk_close_reason)why);
 }
@@ -378,7 +318,7 @@ void sk__conn_free(sk_conn *c)
     sk__count(c->owner->ctr, SK__C_CLOSED, 1); /* counted before the peer can see it */
     close(c->fd);
     free(c->out);
-    free(c->in);
+    sk__framer_reset(&c->lines);
     free(c->name);
     free(c->peer);
     free(c->local);

@@ -4,6 +4,7 @@
 #define SOCKKIT_SERVER_INTERNAL_H
 
 #include "internal.h"
+#include "framer.h"
 
 #include <sockkit/backend.h>
 #include <sockkit/server.h>
@@ -76,8 +77,7 @@ struct sk_conn {
     uint32_t ep_events; /* epoll-lt: the interest set now registered */
     sk_server *srv;
     struct sk__owner *owner;
-    char *in;           /* line framing: the start of an unfinished line */
-    size_t in_len, in_cap;
+    struct sk__framer lines; /* line framing: the start of an unfinished line */
     char *out;          /* output the socket has not taken yet */
     size_t out_off, out_len, out_cap;
     int64_t last_read;  /* for the idle timeout */
