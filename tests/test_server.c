@@ -7,8 +7,7 @@
  * saw is visible here. Loopback only; every wait is bounded; every server a
  * test starts, it stops.
  */
-#include "util.h"
-#include "poll_backend.h"
+#include "harness.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,75 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SK_TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SK_TEST_LSAN 1
-#endif
-#endif
-#ifdef SK_TEST_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
-static const char *backend;
-static int workers;        /* 0: the backend's default */
-static sk_reuse reuse = SK_REUSE_ADDR;
-
-/* ---- what handlers report --------------------------------------------- */
-
-struct shared {
-    int errors; /* a handler saw something wrong (handlers cannot use cmocka) */
-    int opens;
-    int closes[SK_CLOSE_ERROR + 1];
-    int lines;
-};
-static struct shared *sh;
-
-static int shared_get(int *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static void shared_add(int *p)
-{
-    __atomic_add_fetch(p, 1, __ATOMIC_ACQ_REL);
-}
-
-static int total_closes(void)
-{
-    int n = 0;
-    for (int i = 0; i <= SK_CLOSE_ERROR; i++)
-        n += shared_get(&sh->closes[i]);
-    return n;
-}
-
-/* Wait (bounded) until *p reaches want. */
-static void wait_for(int *p, int want, int ms)
-{
-    int64_t until = tu_now_ms() + ms;
-    while (shared_get(p) < want && tu_now_ms() < until)
-        usleep(2000);
-    if (shared_get(p) != want)
-        fail_msg("waited %d ms for %d, have %d", ms, want, shared_get(p));
-}
-
 /* ---- handlers ---------------------------------------------------------- */
-
-static void on_open(sk_conn *c)
-{
-    (void)c;
-    shared_add(&sh->opens);
-}
-
-static void on_close(sk_conn *c, sk_close_reason why)
-{
-    if (why == SK_CLOSE_TOO_LONG)
-        sk_conn_send(c, "error: line too long\n", 21);
-    if (why == SK_CLOSE_STOP)
-        sk_conn_send(c, "bye\n", 4);
-    shared_add(&sh->closes[why]);
-}
 
 static void echo(sk_conn *c, char *data, size_t len)
 {
@@ -111,232 +42,6 @@ static void bracket_line(sk_conn *c, char *line, size_t len)
 static void relay_to_others(sk_conn *c, char *data, size_t len)
 {
     sk_server_broadcast(sk_conn_server(c), c, data, len);
-}
-
-/* ---- a server in its own process ---------------------------------------
- * Each server runs in a process forked before any client socket exists, so a
- * fork backend's children never inherit the test's clients (which would keep
- * their connections open). The test talks to it over a control socket:
- *   "count" "stats" "broadcast TEXT" "stop"; after sk_server_run() returns the
- * server process reports "done RC THREADS0 THREADS FDS0 FDS CHILDREN". */
-
-struct report {
-    int rc, threads0, threads, fds0, fds, children, leaks;
-};
-
-struct running {
-    pid_t pid;
-    int ctl;
-    char addr[SK_ADDR_STRLEN];
-    int port;
-    struct report done;
-};
-
-static sk_server *new_server(sk_data_fn on_data)
-{
-    sk_server *s = sk_server_new("127.0.0.1:0");
-    assert_non_null(s);
-    assert_int_equal(sk_server_set_backend(s, backend), 0);
-    assert_int_equal(sk_server_set_workers(s, workers), 0);
-    assert_int_equal(sk_server_set_reuse(s, reuse), 0);
-    assert_int_equal(sk_server_on_open(s, on_open), 0);
-    assert_int_equal(sk_server_on_data(s, on_data), 0);
-    assert_int_equal(sk_server_on_close(s, on_close), 0);
-    assert_int_equal(sk_server_set_drain_timeout(s, 2000), 0);
-    return s;
-}
-
-static int child_processes(pid_t parent);
-static int thread_count(pid_t pid);
-static int fd_count(pid_t pid);
-
-static sk_server *served;
-static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
-static pid_t live_server; /* killed (with its process group) by teardown if a test fails */
-
-static void stop_on_signal(int sig)
-{
-    (void)sig;
-    sk_server_stop(__atomic_load_n(&served, __ATOMIC_ACQUIRE));
-}
-
-static void ctl_reply(int ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void ctl_reply(int ctl, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    pthread_mutex_lock(&ctl_lock);
-    sk_write_all(ctl, buf, (size_t)n, 5000);
-    pthread_mutex_unlock(&ctl_lock);
-}
-
-static void *control_thread(void *arg)
-{
-    int ctl = (int)(intptr_t)arg;
-    sk_lines *lines = sk_lines_new(ctl, 4096);
-    char *line;
-    ssize_t n;
-    while ((n = sk_lines_read(lines, &line, -1)) > 0) {
-        line[strcspn(line, "\n")] = '\0';
-        if (strcmp(line, "count") == 0) {
-            ctl_reply(ctl, "%d\n", sk_server_conn_count(served));
-        } else if (strcmp(line, "stats") == 0) {
-            sk_stats st;
-            sk_server_stats(served, &st);
-            ctl_reply(ctl, "%llu %llu %llu %llu %llu\n", st.accepted, st.refused, st.reads,
-                      st.read_events, st.buffered);
-        } else if (strncmp(line, "broadcast ", 10) == 0) {
-            ctl_reply(ctl, "%d\n", sk_server_broadcastf(served, NULL, "%s\n", line + 10));
-        } else if (strcmp(line, "stop") == 0) {
-            sk_server_stop(served);
-        }
-    }
-    sk_lines_free(lines);
-    return NULL;
-}
-
-static void server_process(sk_server *s, int ctl)
-{
-    served = s;
-    struct sigaction sa = {.sa_handler = stop_on_signal};
-    sigaction(SIGUSR1, &sa, NULL);
-    pthread_t t;
-    pthread_create(&t, NULL, control_thread, (void *)(intptr_t)ctl);
-    struct report r = {.threads0 = thread_count(getpid()), .fds0 = fd_count(getpid())};
-    r.rc = sk_server_run(s);
-    r.threads = thread_count(getpid());
-    r.fds = fd_count(getpid());
-    r.children = child_processes(getpid());
-    __atomic_store_n(&served, NULL, __ATOMIC_RELEASE); /* a late signal stops nothing */
-    sk_server_free(s);
-#if SK_TEST_LSAN /* this process ends with _exit: check for leaks ourselves */
-    r.leaks = __lsan_do_recoverable_leak_check();
-#endif
-    ctl_reply(ctl, "done %d %d %d %d %d %d %d\n", r.rc, r.threads0, r.threads, r.fds0, r.fds,
-              r.children, r.leaks);
-    _exit(0);
-}
-
-static void start(struct running *r, sk_server *s)
-{
-    int sv[2];
-    memset(r, 0, sizeof(*r));
-    assert_int_equal(sk_server_bind(s), 0);
-    assert_true(sk_server_address(s, r->addr, sizeof(r->addr)) > 0);
-    r->port = sk_local_port(sk_server_listener(s, 0));
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    r->pid = fork();
-    assert_true(r->pid >= 0);
-    if (r->pid == 0) {
-        setpgid(0, 0); /* its fork children too can be found and killed */
-        close(sv[0]);
-        server_process(s, sv[1]);
-    }
-    setpgid(r->pid, r->pid);
-    live_server = r->pid;
-    close(sv[1]);
-    r->ctl = sv[0];
-    sk_server_free(s); /* our copy: the listening sockets are the server process's now */
-}
-
-/* Ask the server process something; its one-line answer. */
-static char *ask(struct running *r, const char *question, char *answer, size_t size)
-{
-    assert_true(sk_write_all(r->ctl, question, strlen(question), 5000) > 0);
-    sk_lines *lines = sk_lines_new(r->ctl, size);
-    char *line;
-    ssize_t n = sk_lines_read(lines, &line, 10000);
-    assert_true(n > 0);
-    snprintf(answer, size, "%s", line);
-    sk_lines_free(lines);
-    return answer;
-}
-
-static int server_count(struct running *r)
-{
-    char a[64];
-    return atoi(ask(r, "count\n", a, sizeof(a)));
-}
-
-static sk_stats server_stats(struct running *r)
-{
-    char a[256];
-    sk_stats st = {0};
-    ask(r, "stats\n", a, sizeof(a));
-    assert_int_equal(sscanf(a, "%llu %llu %llu %llu %llu", &st.accepted, &st.refused, &st.reads,
-                            &st.read_events, &st.buffered), 5);
-    return st;
-}
-
-static void wait_count(struct running *r, int want, int ms)
-{
-    int64_t until = tu_now_ms() + ms;
-    while (server_count(r) != want && tu_now_ms() < until)
-        usleep(2000);
-    assert_int_equal(server_count(r), want);
-}
-
-/* Wait for the server process's report after a stop (already requested or not). */
-static void await_done(struct running *r)
-{
-    char a[256];
-    sk_lines *lines = sk_lines_new(r->ctl, sizeof(a));
-    char *line;
-    ssize_t n = sk_lines_read(lines, &line, 20000);
-    assert_true(n > 0);
-    assert_int_equal(sscanf(line, "done %d %d %d %d %d %d %d", &r->done.rc, &r->done.threads0,
-                            &r->done.threads, &r->done.fds0, &r->done.fds, &r->done.children,
-                            &r->done.leaks),
-                     7);
-    sk_lines_free(lines);
-    int status;
-    assert_int_equal(waitpid(r->pid, &status, 0), r->pid);
-    live_server = 0;
-    close(r->ctl);
-    assert_int_equal(r->done.rc, 0);
-    assert_int_equal(r->done.leaks, 0); /* LeakSanitizer's verdict on the server process */
-}
-
-static void finish(struct running *r)
-{
-    assert_true(sk_write_all(r->ctl, "stop\n", 5, 5000) > 0);
-    await_done(r);
-    assert_int_equal(shared_get(&sh->errors), 0);
-}
-
-static int dial(const struct running *r)
-{
-    int fd = sk_connect(r->addr, 2000);
-    assert_true(fd >= 0);
-    return fd;
-}
-
-static void expect_eof(int fd, int ms)
-{
-    char buf[256];
-    ssize_t n;
-    while ((n = sk_read_some(fd, buf, sizeof(buf), ms)) > 0)
-        ;
-    assert_true(n == 0 || n == -ECONNRESET);
-}
-
-static void expect_text(int fd, const char *want)
-{
-    size_t len = strlen(want);
-    char *buf = calloc(1, len + 1);
-    ssize_t n = sk_read_full(fd, buf, len, 5000);
-    if (n != (ssize_t)len || memcmp(buf, want, len) != 0)
-        fail_msg("expected '%s', got %zd bytes '%.*s'", want, n, (int)(n > 0 ? n : 0), buf);
-    free(buf);
-}
-
-static void expect_silence(int fd, int ms)
-{
-    char c;
-    assert_int_equal(sk_read_some(fd, &c, 1, ms), -ETIMEDOUT);
 }
 
 /* ---- 1. echo: 200 clients x 1 MiB in random chunks --------------------- */
@@ -681,58 +386,6 @@ static void max_conns_refuses_and_recovers(void **state)
 
 /* ---- 8. stop ----------------------------------------------------------- */
 
-static int count_dir(const char *path)
-{
-    DIR *d = opendir(path);
-    int n = 0;
-    while (d && readdir(d))
-        n++;
-    if (d)
-        closedir(d);
-    return n - 2;
-}
-
-static int thread_count(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    return count_dir(path);
-}
-
-static int fd_count(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    return count_dir(path) - (pid == getpid()); /* the directory's own fd */
-}
-
-static int child_processes(pid_t parent)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    int n = 0;
-    char path[300], buf[512];
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        int ppid = 0;
-        if (fgets(buf, sizeof(buf), f)) {
-            char *paren = strrchr(buf, ')');
-            if (paren)
-                sscanf(paren + 2, "%*c %d", &ppid);
-        }
-        fclose(f);
-        n += ppid == parent;
-    }
-    if (d)
-        closedir(d);
-    return n;
-}
-
 static void stop_flushes_and_leaves_nothing(void **state)
 {
     (void)state;
@@ -890,50 +543,24 @@ static void unknown_backend_names_the_valid_ones(void **state)
 
 static void names_are_seen_everywhere(void **state);
 
-static int setup(void **state)
-{
-    (void)state;
-    memset(sh, 0, sizeof(*sh));
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    if (live_server > 0) { /* the test failed half-way: stop its server for good */
-        kill(-live_server, SIGKILL);
-        waitpid(live_server, NULL, 0);
-        live_server = 0;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
-    backend = argc > 1 ? argv[1] : "epoll-et";
-    workers = argc > 2 ? atoi(argv[2]) : 0;
-    if (argc > 3 && strcmp(argv[3], "addr+port") == 0)
-        reuse = SK_REUSE_ADDR_PORT;
-    signal(SIGPIPE, SIG_IGN);
-    if (poll_backend_register() != 0 || !sk_backend_find(backend)) {
-        fprintf(stderr, "unknown backend %s\n", backend);
+    if (harness_init(argc, argv) != 0)
         return 1;
-    }
-    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     pattern = malloc(PATTERN);
     tu_fill_random(pattern, PATTERN, 42);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(echo_many_clients, setup, teardown),
-        cmocka_unit_test_setup_teardown(close_half_close_and_reset, setup, teardown),
-        cmocka_unit_test_setup_teardown(lines_are_whole_and_long_ones_close, setup, teardown),
-        cmocka_unit_test_setup_teardown(broadcast_reaches_every_other_connection, setup, teardown),
-        cmocka_unit_test_setup_teardown(slow_consumer_is_cut_off, setup, teardown),
-        cmocka_unit_test_setup_teardown(idle_connections_are_closed, setup, teardown),
-        cmocka_unit_test_setup_teardown(max_conns_refuses_and_recovers, setup, teardown),
-        cmocka_unit_test_setup_teardown(stop_flushes_and_leaves_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(stop_before_run_returns_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(trigger_mode_is_what_the_name_says, setup, teardown),
-        cmocka_unit_test_setup_teardown(names_are_seen_everywhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(echo_many_clients, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(close_half_close_and_reset, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(lines_are_whole_and_long_ones_close, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(broadcast_reaches_every_other_connection, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(slow_consumer_is_cut_off, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(idle_connections_are_closed, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(max_conns_refuses_and_recovers, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(stop_flushes_and_leaves_nothing, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(stop_before_run_returns_at_once, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(trigger_mode_is_what_the_name_says, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(names_are_seen_everywhere, harness_setup, harness_teardown),
         cmocka_unit_test(unknown_backend_names_the_valid_ones),
     };
     char group[64];

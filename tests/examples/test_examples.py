@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The example programs, driven the way a user drives them: the real binaries,
+against real third-party clients (socat, nc from netcat-openbsd) and sk-chat.
+
+    test_examples.py TEST [BACKEND] --echo PATH --upper PATH --chat-server PATH
+                     --chat PATH --project-version X.Y.Z
+
+TEST is echo, upper or chat (on BACKEND), peer (sk-chat to sk-chat) or errors.
+Loopback and ephemeral ports only; every wait is bounded; every process a test
+starts is stopped by it (and killed, with its process group, if it fails).
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+WAIT = 15  # seconds for any one expected event
+PROCS = []
+
+
+class Proc:
+    """A child process whose stdout and stderr are collected by threads."""
+
+    def __init__(self, argv, stdin=subprocess.PIPE, group=False):
+        self.argv = [str(a) for a in argv]
+        self.p = subprocess.Popen(self.argv, stdin=stdin, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, start_new_session=group)
+        self.group = group
+        self.out, self.err = bytearray(), bytearray()
+        self.cv = threading.Condition()
+        self.readers = [threading.Thread(target=self._pump, args=(f, b), daemon=True)
+                        for f, b in ((self.p.stdout, self.out), (self.p.stderr, self.err))]
+        for t in self.readers:
+            t.start()
+        PROCS.append(self)
+
+    def _pump(self, f, buf):
+        while True:
+            chunk = os.read(f.fileno(), 65536)
+            with self.cv:
+                buf += chunk
+                self.cv.notify_all()
+            if not chunk:
+                return
+
+    def name(self):
+        return os.path.basename(self.argv[0])
+
+    def send(self, data):
+        self.p.stdin.write(data.encode() if isinstance(data, str) else data)
+        self.p.stdin.flush()
+
+    def close_stdin(self):
+        self.p.stdin.close()
+
+    def text(self):
+        with self.cv:
+            return self.out.decode('latin-1')
+
+    def expect(self, pattern, timeout=WAIT):
+        """Wait for a complete output line matching pattern; its match object."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                text = self.out[:self.out.rfind(b'\n') + 1].decode('latin-1')
+                m = rx.search(text)
+                if m:
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = '\n'.join(text.splitlines()[-15:])
+                    raise AssertionError(f'{self.name()}: no line /{pattern}/ within {timeout}'
+                                         f' s; last lines:\n{tail}\nstderr: {self.err!r}')
+                self.cv.wait(left)
+
+    def wait(self, timeout=WAIT):
+        rc = self.p.wait(timeout)
+        for t in self.readers:
+            t.join(timeout)
+        return rc
+
+    def kill(self):
+        if self.p.poll() is None:
+            try:
+                if self.group:
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                else:
+                    self.p.kill()
+            except ProcessLookupError:
+                pass
+            self.p.wait()
+
+
+class Server(Proc):
+    """An example server on an ephemeral loopback port; its own process group,
+    so that a failing test also kills the children of the fork backend."""
+
+    def __init__(self, binary, *options, backend='epoll-et', listen='127.0.0.1:0'):
+        super().__init__([binary, '--listen', listen, '--backend', backend, *options],
+                         stdin=subprocess.DEVNULL, group=True)
+        m = self.expect(r'^listening on (127\.0\.0\.1:(\d+)) backend=(\S+)$')
+        self.addr, self.port = m.group(1), int(m.group(2))
+        check(m.group(3) == backend, f'backend is {m.group(3)}, not {backend}')
+
+    def stop(self, signo=signal.SIGTERM):
+        """A graceful stop: exit status 0, nothing printed but the one line."""
+        os.kill(self.p.pid, signo)
+        rc = self.wait()
+        check(rc == 0, f'{self.name()} exited with {rc} on signal {signo}; stderr {self.err!r}')
+        lines = self.text().splitlines()
+        check(len(lines) == 1, f'{self.name()} printed more than one line: {lines}')
+        check(not self.err, f'{self.name()} wrote to stderr: {self.err!r}')
+
+
+def check(cond, message):
+    if not cond:
+        raise AssertionError(message)
+
+
+def run(argv, data=b'', timeout=WAIT):
+    """Run a client to the end with data on stdin; its stdout."""
+    p = Proc(argv)
+    threading.Thread(target=lambda: (p.send(data), p.close_stdin()), daemon=True).start()
+    rc = p.wait(timeout)
+    check(rc == 0, f'{p.argv} exited with {rc}; stderr {p.err!r}')
+    return bytes(p.out)
+
+
+def ok(message):
+    print(f'ok: {message}', flush=True)
+
+
+# ---- echo and upper: 1 MiB of random bytes through socat and nc, at once --------
+
+def transfer(binary, backend, transform):
+    data = os.urandom(1 << 20)
+    srv = Server(binary, backend=backend)
+    clients = {
+        'socat': ['socat', '-t', '10', '-', f'TCP:{srv.addr}'],
+        'nc': ['nc', '-N', '127.0.0.1', srv.port],
+    }
+    results = {}
+    threads = [threading.Thread(target=lambda k=k, v=v: results.__setitem__(k, run(v, data)))
+               for k, v in clients.items()]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT * 2)
+    for client in clients:
+        got = results.get(client)
+        check(got is not None, f'{client} did not finish')
+        check(len(got) == len(data), f'{client}: {len(got)} bytes back, not {len(data)}')
+        check(got == transform(data), f'{client}: the bytes differ')
+    srv.stop(signal.SIGINT)
+    ok(f'{srv.name()} on {backend}: 1 MiB through socat and nc at once, exact'
+       f' ({time.monotonic() - t0:.2f} s)')
+
+
+# ---- chat: three clients, nicks, /who, an over-long line, a client that never reads --
+
+def chat(args, backend):
+    srv = Server(args.chat_server, '--max-line', '1024', '--max-output', '65536',
+                 backend=backend)
+    people = {}
+
+    def join(name, argv):
+        c = Proc(argv)
+        addr = c.expect(r'^\* welcome, (127\.0\.0\.1:\d+);').group(1)
+        for other in people.values():
+            other.expect(rf'^\* {re.escape(addr)} joined$')
+        c.send(f'/nick {name}\n')
+        people[name] = c
+        for who in people.values():
+            who.expect(rf'^\* {re.escape(addr)} is now {name}$')
+        return c
+
+    alice = join('alice', [args.chat, '--connect', srv.addr])
+    bob = join('bob', ['nc', '-N', '127.0.0.1', srv.port])
+    carol = join('carol', ['socat', '-t', '2', '-', f'TCP:{srv.addr}'])
+    ok(f'chat on {backend}: sk-chat, nc and socat joined; joins and nicks announced')
+
+    bob.send('hello from bob\n')
+    for c in (alice, carol):
+        c.expect(r'^bob: hello from bob$')
+    carol.send('/who\n')
+    carol.expect(r'^\* 3 in the room$')
+    names = sorted(re.findall(r'^\* here: (.*)$', carol.text(), re.M))
+    check(names == ['alice', 'bob', 'carol'], f'/who listed {names}')
+    ok(f'chat on {backend}: a line reaches the others as "bob: ...", /who lists the room')
+
+    # A client that never reads, with a small receive buffer: cut off at --max-output.
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(('127.0.0.1', srv.port))
+    slow_name = '%s:%d' % slow.getsockname()[:2]
+    for c in people.values():
+        c.expect(rf'^\* {re.escape(slow_name)} joined$')  # the default name is ip:port
+    flood = ''.join(f'm{i:04d} {"x" * 900}\n' for i in range(2000))
+    t0 = time.monotonic()
+    threading.Thread(target=alice.send, args=(flood,), daemon=True).start()
+    for c in (bob, carol):
+        c.expect(r'^alice: m1999 ', WAIT * 2)
+        got = re.findall(r'^alice: (m\d{4} x+)$', c.text(), re.M)
+        check(got == flood.splitlines(), f'{c.name()}: {len(got)} of 2000 lines intact')
+    for c in people.values():
+        c.expect(rf'^\* {re.escape(slow_name)} left$')
+    slow.settimeout(WAIT)
+    try:
+        while slow.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    slow.close()
+    carol.send('still here\n')
+    for c in (alice, bob):
+        c.expect(r'^carol: still here$')
+    ok(f'chat on {backend}: a client that never reads is cut off, the others got all'
+       f' 2000 lines ({time.monotonic() - t0:.2f} s)')
+
+    bob.send('y' * 2000 + '\n')
+    bob.expect(r'^\* error: line too long')
+    for c in (alice, carol):
+        c.expect(r'^\* bob left$')
+    check('yyyy' not in alice.text() + carol.text(), 'part of the long line was relayed')
+    ok(f'chat on {backend}: an over-long line gets an error line, then the sender is closed')
+
+    carol.send('/quit\n')
+    alice.expect(r'^\* carol left$')
+    alice.close_stdin()  # sk-chat sends the rest, shuts down; the server closes
+    check(alice.wait() == 0, f'sk-chat exited with {alice.p.returncode}: {alice.err!r}')
+    for c in (bob, carol):
+        c.close_stdin()
+        c.wait()
+    srv.stop()
+    ok(f'chat on {backend}: /quit and end of input leave; the server stops cleanly')
+
+
+# ---- sk-chat to sk-chat, and sk-chat as a scripted client ------------------------
+
+def peer(args):
+    a = Proc([args.chat, '--listen', '127.0.0.1:0'])
+    addr = a.expect(r'^listening on (127\.0\.0\.1:\d+)$').group(1)
+    b = Proc([args.chat, '--connect', addr])
+    b.send('hello from b\n')
+    a.expect(r'^hello from b$')
+    a.send('hello from a\n')
+    b.expect(r'^hello from a$')
+    data = os.urandom(1 << 20)
+    b.send(data)
+    b.close_stdin()  # b: send the rest, shut down; a: end of file, exit; b: exit
+    check(a.wait() == 0 and b.wait() == 0, f'exit {a.p.returncode}, {b.p.returncode}')
+    check(bytes(a.out).split(b'\n', 1)[1] == b'hello from b\n' + data,
+          'the listening side did not get every byte')
+    check(bytes(b.out) == b'hello from a\n', f'the connecting side got {bytes(b.out)[:80]!r}')
+    ok('sk-chat --listen and --connect: lines both ways, then 1 MiB from a pipe, exact;'
+       ' both exit 0')
+
+    srv = Server(args.echo)
+    got = run([args.chat, '--connect', srv.addr], data)
+    check(got == data, 'sk-chat through sk-echo-server: the bytes differ')
+    srv.stop()
+    ok('sk-chat as a client: stdin from a pipe, all of it echoed, exit when the server closes')
+
+    p = Proc([args.chat, '--connect', f'127.0.0.1:{free_port()}'])
+    check(p.wait() == 1 and b'cannot connect to' in p.err, f'refused: {p.err!r}')
+    p = Proc([args.chat, '--bogus'])
+    check(p.wait() == 2 and b'usage:' in p.err, f'bad option: {p.err!r}')
+    ok('sk-chat: a refused connection and a bad option are reported')
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---- errors a person can act on --------------------------------------------------
+
+def fails(argv, status, *needles):
+    p = Proc(argv, stdin=subprocess.DEVNULL)
+    rc = p.wait()
+    err = p.err.decode()
+    check(rc == status, f'{argv}: exit {rc}, not {status}; stderr {err!r}')
+    check(not p.out, f'{argv}: printed {bytes(p.out)!r} on stdout')
+    for needle in needles:
+        check(needle in err, f'{argv}: {needle!r} not in {err!r}')
+    return err
+
+
+def errors(args):
+    first = Server(args.echo)
+    err = fails([args.echo, '--listen', first.addr], 1, first.addr, 'Address already in use',
+                'another port', '--reuse port')
+    check(err.count('\n') == 1, f'busy port: more than one line: {err!r}')
+    first.stop(signal.SIGINT)
+    ok(f'busy port: {err.strip()}')
+
+    a = Server(args.echo, '--reuse', 'port')
+    b = Server(args.upper, '--reuse', 'port', listen=a.addr)
+    check(b.addr == a.addr, f'listening on {b.addr}, not {a.addr}')
+    a.stop()
+    b.stop()
+    ok('the remedy works: two servers share a port with --reuse port')
+
+    err = fails([args.echo, '--backend', 'nope'], 2, "'nope'", 'epoll-et, epoll-lt, pthread, fork')
+    check(err.count('\n') == 1, f'unknown backend: more than one line: {err!r}')
+    ok(f'unknown backend: {err.strip()}')
+
+    for bad in (['--frobnicate'], ['--workers', 'lots'], ['--reuse', 'sometimes'],
+                ['--listen'], ['--max-line', '100'], ['extra']):
+        err = fails([args.echo, *bad], 2, 'usage: sk-echo-server')
+    fails([args.chat_server, '--max-line', '0'], 2, '--max-line', 'usage: sk-chat-server')
+    ok('bad options print usage and exit 2')
+
+    for binary in (args.echo, args.upper, args.chat_server):
+        out = run([binary, '--help'])
+        check(out.startswith(b'usage: ' + os.path.basename(binary).encode()), out[:80])
+        check(b'127.0.0.1:5188' in out, 'the default address is not in --help')
+        version = run([binary, '--version'])
+        check(args.project_version.encode() in version, version)
+    check(b'--max-line' in run([args.chat_server, '--help']), 'chat: no --max-line in --help')
+    check(run([args.chat, '--help']).startswith(b'usage: sk-chat'), 'sk-chat --help')
+    ok('--help and --version')
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('test', choices=['echo', 'upper', 'chat', 'peer', 'errors'])
+    ap.add_argument('backend', nargs='?', default='epoll-et')
+    for option in ('--echo', '--upper', '--chat-server', '--chat', '--project-version'):
+        ap.add_argument(option, required=True)
+    args = ap.parse_args()
+    for tool, package in (('socat', 'socat'), ('nc', 'netcat-openbsd')):
+        if not shutil.which(tool):
+            sys.exit(f'{tool} is needed: apt-get install {package}')
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError('test')))
+    signal.alarm(50)
+    try:
+        if args.test == 'echo':
+            transfer(args.echo, args.backend, lambda b: b)
+        elif args.test == 'upper':
+            transfer(args.upper, args.backend, bytes.upper)  # ASCII letters only
+        elif args.test == 'chat':
+            chat(args, args.backend)
+        elif args.test == 'peer':
+            peer(args)
+        else:
+            errors(args)
+    finally:
+        signal.alarm(0)
+        for p in PROCS:
+            p.kill()
+
+
+if __name__ == '__main__':
+    main()
