@@ -75,6 +75,7 @@ struct sk_conn {
     bool dead_output;   /* output is discarded (reset, slow, error) */
     bool in_dirty;      /* queued on its owner's dirty list */
     uint32_t ep_events; /* epoll-lt: the interest set now registered */
+    uint8_t ep_retries; /* epoll-lt: failed attempts to change it, in a row */
     sk_server *srv;
     struct sk__owner *owner;
     struct sk__framer lines; /* line framing: the start of an unfinished line */

@@ -21,6 +21,8 @@
 #define MAX_EVENTS 256
 #define ACCEPT_BATCH 64
 #define LISTEN_PAUSE_MS 100 /* rest after running out of descriptors */
+#define RETRY_MS 10         /* epoll-lt: wait before trying a failed epoll_ctl again */
+#define MAX_RETRIES 50      /* then give the connection up */
 
 struct ep_msg {
     int refs;
@@ -65,6 +67,7 @@ struct reactor {
     struct list open;       /* by last read, oldest first */
     struct list closing;    /* by flush deadline, soonest first */
     sk_conn *dirty;         /* to settle after this batch of events */
+    sk_conn *retry;         /* epoll-lt: interest to set again after RETRY_MS */
     int nconns;
     char *buf;
     pthread_t thread;
@@ -221,9 +224,14 @@ static void ep_interest(struct reactor *r, sk_conn *c)
     struct epoll_event ev = {.events = want, .data.ptr = c};
     if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) {
         c->ep_events = want;
-    } else {
+        c->ep_retries = 0;
+    } else if (++c->ep_retries > MAX_RETRIES) {
         sk__conn_request_close(c, SK_CLOSE_ERROR);
         mark_dirty(r, c);
+    } else { /* ENOMEM is passing: try again soon (in_dirty keeps it off the dirty list) */
+        c->in_dirty = true;
+        c->dirty_next = r->retry;
+        r->retry = c;
     }
 }
 
@@ -325,6 +333,8 @@ static int ep_timeout(const struct reactor *r)
         int64_t left = r->paused_until - r->owner.now;
         t = min_timeout(t, left > 0 ? (int)left : 0);
     }
+    if (r->retry)
+        t = min_timeout(t, RETRY_MS);
     return t;
 }
 
@@ -391,6 +401,12 @@ static int reactor_loop(struct reactor *r)
             }
         }
         ep_expire(r);
+        while (r->retry) { /* still marked in_dirty: move them onto the dirty list */
+            sk_conn *c = r->retry;
+            r->retry = c->dirty_next;
+            c->dirty_next = r->dirty;
+            r->dirty = c;
+        }
         ep_settle_dirty(r);
     }
     ep_current = NULL;

@@ -271,9 +271,16 @@ static struct child *fork_child(struct fork_state *fs, void (*run)(struct fork_s
 static void spawn_worker(struct fork_state *fs, int k)
 {
     struct child *ch = fork_child(fs, sk__fork_worker_main, k, NULL);
-    if (ch)
+    if (ch) {
         ch->worker = k;
-    /* else: the pool is one short until another worker exits; nothing is refused */
+        if (fs->missing[k]) {
+            fs->missing[k] = false;
+            fs->nmissing--;
+        }
+    } else if (!fs->missing[k]) { /* tried again from the loop */
+        fs->missing[k] = true;
+        fs->nmissing++;
+    }
 }
 
 /* A child per connection: the parent admitted it (the slot is released at reap). */
@@ -399,7 +406,7 @@ static int fork_loop(struct fork_state *fs)
     struct epoll_event ev[64];
     bool waiting = false;
     while (!fs->stopping || fs->nchildren > 0) {
-        int timeout = waiting ? 10 : fs->paused ? 100 : -1;
+        int timeout = waiting ? 10 : fs->paused || fs->nmissing ? 100 : -1;
         if (fs->stopping) {
             int64_t left = fs->kill_at - sk__now_ms();
             timeout = timeout < 0 || left < timeout ? (left > 0 ? (int)left : 0) : timeout;
@@ -420,6 +427,9 @@ static int fork_loop(struct fork_state *fs)
         }
         waiting = reap(fs);
         congestion(fs);
+        for (int k = 0; fs->nmissing && !fs->stopping && k < s->cfg.workers; k++)
+            if (fs->missing[k])
+                spawn_worker(fs, k);
         (void)s;
     }
     return 0;

@@ -71,6 +71,8 @@ struct fork_state {
     bool stopping;
     bool paused;          /* not reading relays: some child is congested */
     bool catching_up;     /* reading every relay before answering for names */
+    bool missing[SK__MAX_WORKERS]; /* a pool worker that could not be forked */
+    int nmissing;
     int64_t kill_at;
     struct sk__watch stop_w;
     struct sk__watch listen_w;

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault injection, for the test binaries that link this file.
+ *
+ * These definitions of read, send, accept4, epoll_ctl, epoll_wait, close,
+ * fork and pthread_create take precedence over the C library's for every
+ * caller in the process, libsockkit included. Until fault_enable() they only
+ * pass through; after it, in that process, they fail at random:
+ *   read, send      EINTR, EAGAIN, or a short count (sockets only)
+ *   accept4         EMFILE, ENFILE, ECONNABORTED, EINTR
+ *   epoll_ctl       ENOMEM on ADD and MOD of a connection socket
+ *   fork            EAGAIN
+ *   pthread_create  EAGAIN
+ *
+ * A real socket that says EAGAIN, or takes only part of a write, signals
+ * again when it changes; an edge-triggered loop relies on that. So an
+ * injected EAGAIN or short count on a registered descriptor owes its epoll
+ * set an event, and the epoll_wait wrapper delivers it, as the next real edge
+ * would. Faults are counted in a page shared with every process.
+ */
+#include "fault.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_send)(int, const void *, size_t, int);
+static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *restrict, int);
+static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
+static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
+static int (*real_close)(int);
+static pid_t (*real_fork)(void);
+static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+                                  void *);
+
+__attribute__((constructor)) static void find_real(void)
+{
+    *(void **)&real_read = dlsym(RTLD_NEXT, "read");
+    *(void **)&real_send = dlsym(RTLD_NEXT, "send");
+    *(void **)&real_accept4 = dlsym(RTLD_NEXT, "accept4");
+    *(void **)&real_epoll_ctl = dlsym(RTLD_NEXT, "epoll_ctl");
+    *(void **)&real_epoll_wait = dlsym(RTLD_NEXT, "epoll_wait");
+    *(void **)&real_close = dlsym(RTLD_NEXT, "close");
+    *(void **)&real_fork = dlsym(RTLD_NEXT, "fork");
+    *(void **)&real_pthread_create = dlsym(RTLD_NEXT, "pthread_create");
+}
+
+struct fault_counts *fault_counts;
+static bool armed; /* this process injects (inherited by the children it forks) */
+
+void fault_init(void)
+{
+    fault_counts = mmap(NULL, sizeof(*fault_counts), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+}
+
+void fault_set_rate(int permille)
+{
+    __atomic_store_n(&fault_counts->rate, permille, __ATOMIC_RELEASE);
+}
+
+void fault_enable(int permille)
+{
+    fault_set_rate(permille);
+    __atomic_store_n(&armed, true, __ATOMIC_RELEASE);
+}
+
+static void count(long *n)
+{
+    if (fault_counts)
+        __atomic_add_fetch(n, 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t rnd(void)
+{
+    static __thread uint64_t x;
+    if (!x)
+        x = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)syscall(SYS_gettid) ^ 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+static bool roll(void)
+{
+    if (!__atomic_load_n(&armed, __ATOMIC_ACQUIRE))
+        return false;
+    int rate = __atomic_load_n(&fault_counts->rate, __ATOMIC_ACQUIRE);
+    return rate > 0 && (int)(rnd() % 1000) < rate;
+}
+
+static bool is_socket(int fd)
+{
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static bool is_listening(int fd)
+{
+    int on = 0;
+    socklen_t len = sizeof(on);
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
+/* ---- what each epoll set watches, and the events it is owed ------------- */
+
+#define MAX_FD 65536
+
+struct watch {
+    int epfd; /* 0: not registered */
+    uint32_t events;
+    epoll_data_t data;
+    bool owed;
+};
+static struct watch watched[MAX_FD];
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void owe(int fd)
+{
+    if (fd < 0 || fd >= MAX_FD)
+        return;
+    pthread_mutex_lock(&watch_lock);
+    if (watched[fd].epfd)
+        watched[fd].owed = true;
+    pthread_mutex_unlock(&watch_lock);
+}
+
+/* ---- the wrappers ------------------------------------------------------ */
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+    if (n > 0 && roll() && is_socket(fd)) {
+        switch (rnd() % 3) {
+        case 0:
+            count(&fault_counts->eintr);
+            errno = EINTR;
+            return -1;
+        case 1:
+            count(&fault_counts->eagain);
+            owe(fd);
+            errno = EAGAIN;
+            return -1;
+        default:
+            count(&fault_counts->short_io);
+            owe(fd);
+            n = 1 + rnd() % n;
+        }
+    }
+    return real_read(fd, buf, n);
+}
+
+ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    if (n > 0 && roll() && is_socket(fd)) {
+        switch (rnd() % 3) {
+        case 0:
+            count(&fault_counts->eintr);
+            errno = EINTR;
+            return -1;
+        case 1:
+            count(&fault_counts->eagain);
+            owe(fd);
+            errno = EAGAIN;
+            return -1;
+        default:
+            count(&fault_counts->short_io);
+            owe(fd);
+            n = 1 + rnd() % n;
+        }
+    }
+    return real_send(fd, buf, n, flags);
+}
+
+int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len, int flags) /* glibc's own type */
+{
+    static const int errors[] = {EMFILE, ENFILE, ECONNABORTED, EINTR};
+    if (roll()) {
+        count(&fault_counts->accept);
+        errno = errors[rnd() % 4];
+        return -1;
+    }
+    return real_accept4(fd, addr, len, flags);
+}
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && roll() && is_socket(fd) &&
+        !is_listening(fd)) {
+        count(&fault_counts->epoll);
+        errno = ENOMEM;
+        return -1;
+    }
+    int rc = real_epoll_ctl(epfd, op, fd, ev);
+    if (rc == 0 && fd >= 0 && fd < MAX_FD) {
+        pthread_mutex_lock(&watch_lock);
+        if (op == EPOLL_CTL_DEL)
+            watched[fd] = (struct watch){0};
+        else
+            watched[fd] = (struct watch){.epfd = epfd, .events = ev->events, .data = ev->data};
+        pthread_mutex_unlock(&watch_lock);
+    }
+    return rc;
+}
+
+int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+    struct epoll_event owed[64];
+    int nowed = 0;
+    pthread_mutex_lock(&watch_lock);
+    for (int fd = 0; fd < MAX_FD && nowed < max / 2 && nowed < 64; fd++) {
+        struct watch *w = &watched[fd];
+        if (w->owed && w->epfd == epfd) {
+            w->owed = false;
+            owed[nowed++] = (struct epoll_event){
+                .events = w->events & (EPOLLIN | EPOLLOUT), .data = w->data};
+        }
+    }
+    pthread_mutex_unlock(&watch_lock);
+    int n = real_epoll_wait(epfd, events, max - nowed, nowed ? 0 : timeout);
+    if (n < 0 && !nowed)
+        return n;
+    if (n < 0)
+        n = 0;
+    memcpy(events + n, owed, sizeof(owed[0]) * (size_t)nowed);
+    if (nowed)
+        count(&fault_counts->synthetic);
+    return n + nowed;
+}
+
+int close(int fd)
+{
+    if (fd >= 0 && fd < MAX_FD) {
+        pthread_mutex_lock(&watch_lock);
+        watched[fd] = (struct watch){0};
+        pthread_mutex_unlock(&watch_lock);
+    }
+    return real_close(fd);
+}
+
+pid_t fork(void)
+{
+    if (roll()) {
+        count(&fault_counts->fork);
+        errno = EAGAIN;
+        return -1;
+    }
+    return real_fork();
+}
+
+int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr,
+                   void *(*fn)(void *), void *restrict arg)
+{
+    if (roll()) {
+        count(&fault_counts->thread);
+        return EAGAIN;
+    }
+    return real_pthread_create(t, attr, fn, arg);
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* Fault injection for tests: see fault.c. */
+#ifndef SK_TEST_FAULT_H
+#define SK_TEST_FAULT_H
+
+#include <stdbool.h>
+
+/* Faults injected so far, in all processes (a MAP_SHARED page). */
+struct fault_counts {
+    int rate;                     /* per 1000 calls, in every armed process */
+    long eintr, eagain, short_io; /* read and send */
+    long accept, epoll, fork, thread;
+    long synthetic;               /* epoll_wait calls that delivered owed events */
+};
+extern struct fault_counts *fault_counts;
+
+/* Map the shared counters; call once, before forking. */
+void fault_init(void);
+/* Arm this process (and the children it forks from now on) and set the rate
+ * for every armed process: about permille calls in 1000 fail (0: none). */
+void fault_enable(int permille);
+/* Change the rate for every armed process; this one need not be armed. */
+void fault_set_rate(int permille);
+
+#endif
