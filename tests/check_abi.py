@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """The shared object exports exactly the SK_API functions of the public headers,
-all under the version script, with soname libsockkit.so.<major>."""
+all under the version script, with soname libsockkit.so.<major>; and the
+bad-input test calls every one of them."""
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-so, version_script, major = sys.argv[1], sys.argv[2], sys.argv[3]
-include_dirs = [Path(d) for d in sys.argv[4:]]
+so, version_script, major, badinput = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+include_dirs = [Path(d) for d in sys.argv[5:]]
 failures = []
 
 dyn = subprocess.run(['nm', '-D', '--defined-only', so], capture_output=True, text=True, check=True)
@@ -48,6 +49,10 @@ soname = re.search(r'\(SONAME\)\s+Library soname: \[(.*)\]', dynamic)
 want = f'libsockkit.so.{major}'
 if not soname or soname.group(1) != want:
     failures.append(f'soname is {soname.group(1) if soname else "missing"}, want {want}')
+
+called = set(re.findall(r'\b(sk_\w+)\s*\(', Path(badinput).read_text()))
+for name in sorted(set(exported) - called):
+    failures.append(f'not called with bad input in {Path(badinput).name}: {name}')
 
 for f in failures:
     print('FAIL:', f)
