@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/* The command line of the example servers (see serve.h). The library checks
+ * every value (sk_server_set_option); this file only says what went wrong in
+ * words a person can act on. */
+#include "serve.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_LISTEN "127.0.0.1:5188"
+#define MAX_LISTEN 8 /* sk_server_add_listen() takes this many */
+
+static const struct serve_option common[] = {
+    {"listen", "ADDR", "host:port, [v6]:port, *:port or unix:/path; repeatable"},
+    {"backend", "NAME", "how clients are served (default epoll-et; list below)"},
+    {"reuse", "POLICY", "none, addr (default), port or addr+port"},
+    {"workers", "N", "0 to 256: epoll reactor threads, or fork's pool size"},
+    {"max-conns", "N", "1 or more: clients served at once (default 1024)"},
+    {"idle-timeout", "MS", "close a client silent this long (default 0: never)"},
+    {0},
+};
+
+struct cmdline {
+    const char *prog;
+    const struct serve_option *extra;
+    const char *listen[MAX_LISTEN];
+    int nlisten;
+};
+
+static const struct serve_option *find(const struct cmdline *cl, const char *name, size_t len)
+{
+    for (int table = 0; table < 2; table++) {
+        const struct serve_option *o = table ? cl->extra : common;
+        for (; o && o->name; o++)
+            if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+                return o;
+    }
+    return NULL;
+}
+
+/* Print one word of the synopsis, wrapped under the first; the new column. */
+static int word(FILE *f, const struct cmdline *cl, int col, const char *text)
+{
+    int indent = (int)strlen(cl->prog) + 7;
+    if (col + (int)strlen(text) > 79)
+        col = fprintf(f, "\n%*s", indent, "") - 1;
+    return col + fprintf(f, "%s", text);
+}
+
+/* The synopsis; with @full, a line per option too. */
+static void usage(FILE *f, const struct cmdline *cl, bool full)
+{
+    char item[64], backends[256];
+    int col = fprintf(f, "usage: %s", cl->prog);
+    for (int table = 0; table < 2; table++) {
+        const struct serve_option *o = table ? cl->extra : common;
+        for (; o && o->name; o++) {
+            snprintf(item, sizeof(item), " [--%s %s]", o->name, o->arg);
+            col = word(f, cl, col, item);
+        }
+    }
+    col = word(f, cl, col, " [--help]");
+    word(f, cl, col, " [--version]\n");
+    if (!full) {
+        fprintf(f, "'%s --help' tells more\n", cl->prog);
+        return;
+    }
+    fprintf(f, "\n");
+    for (int table = 0; table < 2; table++) {
+        const struct serve_option *o = table ? cl->extra : common;
+        for (; o && o->name; o++) {
+            snprintf(item, sizeof(item), "--%s %s", o->name, o->arg);
+            fprintf(f, "  %-19s %s\n", item, o->help);
+        }
+    }
+    sk_backend_list(backends, sizeof(backends));
+    fprintf(f,
+            "\nThe default address is " DEFAULT_LISTEN "; *:PORT listens on every interface."
+            "\nBackends: %s.\n",
+            backends);
+}
+
+/* Apply one option; an exit status on error, -1 if all is well. */
+static int apply(sk_server *s, struct cmdline *cl, const struct serve_option *o, const char *value)
+{
+    char backends[256];
+    int rc = sk_server_set_option(s, o->name, value);
+    if (rc == 0 && strcmp(o->name, "listen") == 0)
+        cl->listen[cl->nlisten++] = value;
+    if (rc == 0)
+        return -1;
+    if (rc == SK_EBACKEND) {
+        sk_backend_list(backends, sizeof(backends));
+        fprintf(stderr, "%s: unknown backend '%s'; the backends are: %s\n", cl->prog, value,
+                backends);
+    } else if (rc == -ENOSPC) {
+        fprintf(stderr, "%s: too many --listen (%d at most)\n", cl->prog, MAX_LISTEN);
+    } else {
+        fprintf(stderr, "%s: bad value '%s' for --%s (%s)\n", cl->prog, value, o->name, o->help);
+        usage(stderr, cl, false);
+    }
+    return 2;
+}
+
+/* Apply the command line; an exit status when the program should end now. */
+static int parse(sk_server *s, struct cmdline *cl, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *eq = strchr(arg, '=');
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(stdout, cl, true);
+            return 0;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("%s (libsockkit %s)\n", cl->prog, sk_version());
+            return 0;
+        }
+        size_t len = eq ? (size_t)(eq - arg) - 2 : strlen(arg) - 2;
+        const struct serve_option *o = strncmp(arg, "--", 2) ? NULL : find(cl, arg + 2, len);
+        const char *value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        if (!o || !value) {
+            fprintf(stderr, o ? "%s: %s needs a value\n" : "%s: unknown option '%s'\n", cl->prog,
+                    arg);
+            usage(stderr, cl, false);
+            return 2;
+        }
+        int rc = apply(s, cl, o, value);
+        if (rc >= 0)
+            return rc;
+    }
+    return -1;
+}
+
+static void bind_error(const struct cmdline *cl, int rc)
+{
+    fprintf(stderr, "%s: cannot listen on ", cl->prog);
+    for (int i = 0; i < cl->nlisten; i++)
+        fprintf(stderr, "%s%s", i ? ", " : "", cl->listen[i]);
+    fprintf(stderr, ": %s", sk_strerror(rc));
+    if (rc == -EADDRINUSE)
+        fprintf(stderr, "; use another port, or --reuse port if every server sharing "
+                        "the port uses it");
+    else if (rc == -EACCES)
+        fprintf(stderr, "; ports below 1024 need privileges: use another port");
+    fprintf(stderr, "\n");
+}
+
+static const char *program_name(int argc, char **argv)
+{
+    const char *slash = argc > 0 ? strrchr(argv[0], '/') : NULL;
+    return slash ? slash + 1 : argc > 0 ? argv[0] : "server";
+}
+
+int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra)
+{
+    struct cmdline cl = {.prog = program_name(argc, argv), .extra = extra};
+    char address[SK_ADDR_STRLEN];
+    int rc;
+    if (!s) {
+        fprintf(stderr, "%s: out of memory\n", cl.prog);
+        return 1;
+    }
+    if ((rc = parse(s, &cl, argc, argv)) >= 0)
+        goto out;
+    if (cl.nlisten == 0 && sk_server_add_listen(s, DEFAULT_LISTEN) == 0)
+        cl.listen[cl.nlisten++] = DEFAULT_LISTEN;
+    sk_server_stop_on_signal(s, SIGINT);
+    sk_server_stop_on_signal(s, SIGTERM);
+    if ((rc = sk_server_bind(s)) < 0) {
+        bind_error(&cl, rc);
+        rc = 1;
+        goto out;
+    }
+    sk_server_address(s, address, sizeof(address));
+    printf("listening on %s backend=%s\n", address, sk_server_backend(s));
+    fflush(stdout);
+    if ((rc = sk_server_run(s)) < 0)
+        fprintf(stderr, "%s: %s\n", cl.prog, sk_strerror(rc));
+    rc = rc < 0 ? 1 : 0;
+out:
+    sk_server_free(s);
+    return rc;
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/* The command line every example server shares: options, the "listening on"
+ * line, errors a person can act on, and a graceful stop on SIGINT/SIGTERM. */
+#ifndef SK_EXAMPLES_SERVE_H
+#define SK_EXAMPLES_SERVE_H
+
+#include <sockkit/sockkit.h>
+
+/* An option a server takes beyond the common ones: --NAME ARG, passed to
+ * sk_server_set_option() under the same name. */
+struct serve_option {
+    const char *name; /* "max-line" */
+    const char *arg;  /* "BYTES" */
+    const char *help; /* one line for --help */
+};
+
+/*
+ * Apply the command line to @s (created with sk_server_new(NULL) and given
+ * its handlers), listen on 127.0.0.1:5188 unless told otherwise, print
+ * "listening on ADDR backend=NAME", serve until SIGINT or SIGTERM, free @s.
+ * @extra lists the server's own options, ended by {0}; may be NULL.
+ * Returns the exit status for main(): 0 after a signal, 1 on an error, 2 on
+ * a bad command line. Errors are printed to stderr.
+ */
+int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra);
+
+#endif
