@@ -351,7 +351,7 @@ int sk_server_bind(sk_server *s)
     if (s->naddr == 0)
         return -EDESTADDRREQ;
     int sets = listener_sets(s);
-    s->listeners = calloc((size_t)(sets * s->naddr), sizeof(int));
+    s->listeners = calloc((size_t)sets * (size_t)s->naddr, sizeof(int));
     if (!s->listeners)
         return -ENOMEM;
     for (int set = 0; set < sets; set++) {
