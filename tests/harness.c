@@ -260,6 +260,9 @@ void await_done(struct running *r)
     int status;
     assert_int_equal(waitpid(r->pid, &status, 0), r->pid);
     live_server = 0;
+    /* A wrapper such as valgrind --error-exitcode reports through the status. */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
     close(r->ctl);
     assert_int_equal(r->done.rc, 0);
     assert_int_equal(r->done.leaks, 0); /* LeakSanitizer's verdict on the server process */
@@ -377,6 +380,13 @@ int harness_teardown(void **state)
 void (*harness_before_run)(sk_server *s);
 void (*harness_after_run)(sk_server *s);
 void (*harness_on_command)(const char *line, char *reply, size_t size);
+
+int test_scale(void)
+{
+    const char *v = getenv("SK_TEST_SCALE");
+    int n = v ? atoi(v) : 1;
+    return n > 0 ? n : 1;
+}
 
 int harness_init(int argc, char **argv)
 {

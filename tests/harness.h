@@ -54,6 +54,9 @@ extern void (*harness_after_run)(sk_server *s);
 /* A control command the harness does not know: write a one-line reply. */
 extern void (*harness_on_command)(const char *line, char *reply, size_t size);
 
+/* SK_TEST_SCALE (default 1): divide heavy loads by it, for slow runs (valgrind). */
+int test_scale(void);
+
 int shared_get(int *p);
 void shared_add(int *p);
 int total_closes(void);

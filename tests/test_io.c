@@ -54,12 +54,15 @@ static void on_alarm(int sig)
     (void)sig;
 }
 
-/* A timer interrupting system calls every millisecond, without SA_RESTART. */
+/* A timer interrupting system calls every millisecond (times SK_TEST_SCALE, so
+ * that valgrind's slower threads still progress), without SA_RESTART. */
 static void interrupt_often(bool on)
 {
     struct sigaction sa = {.sa_handler = on ? on_alarm : SIG_DFL};
     sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {{0, on ? 1000 : 0}, {0, on ? 1000 : 0}};
+    const char *scale = getenv("SK_TEST_SCALE");
+    long us = on ? 1000L * (scale && atoi(scale) > 0 ? atoi(scale) : 1) : 0;
+    struct itimerval it = {{0, us}, {0, us}};
     setitimer(ITIMER_REAL, &it, NULL);
 }
 

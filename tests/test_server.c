@@ -68,7 +68,7 @@ static void echo_many_clients(void **state)
      * clients all stay connected until every one is done. */
     bool pool = strcmp(backend, "fork") == 0 && workers > 0;
     const int CLIENTS = pool ? workers : 200;
-    enum { BYTES = 1 << 20 };
+    const size_t BYTES = (1 << 20) / (size_t)test_scale();
     struct running r;
     sk_server *s = new_server(echo);
     sk_server_set_max_output(s, 4 << 20);

@@ -117,11 +117,16 @@ class Server(Proc):
     so that a failing test also kills the children of the fork backend."""
 
     def __init__(self, binary, *options, backend='epoll-et', listen='127.0.0.1:0'):
-        super().__init__([binary, '--listen', listen, '--backend', backend, *options],
-                         stdin=subprocess.DEVNULL, group=True)
+        self.binary = binary
+        wrapper = os.environ.get('SK_EXAMPLE_WRAPPER', '').split()  # valgrind.sh sets it
+        super().__init__([*wrapper, binary, '--listen', listen, '--backend', backend,
+                          *options], stdin=subprocess.DEVNULL, group=True)
         m = self.expect(r'^listening on (127\.0\.0\.1:(\d+)) backend=(\S+)$')
         self.addr, self.port = m.group(1), int(m.group(2))
         check(m.group(3) == backend, f'backend is {m.group(3)}, not {backend}')
+
+    def name(self):
+        return os.path.basename(self.binary)
 
     def stop(self, signo=signal.SIGTERM):
         """A graceful stop: exit status 0, nothing printed but the one line."""
