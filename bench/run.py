@@ -1,0 +1,522 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Run every libsockkit backend and every peer server under the same loads.
+
+Each round runs every scenario; within a scenario every server gets a fresh
+process and the same sk-bench load, one after the other, the starting server
+rotating from round to round. Reported figures are medians over the rounds;
+ratios are ratios of medians. This is a benchmark, not a test: nothing here
+fails on a missed target. It fails (exit 1) only when a server or a load
+could not run, which is what the --quick smoke run checks.
+
+    python3 bench/run.py --build build-bench            # the full run (~15 min)
+    python3 bench/run.py --build build-bench --quick    # one short round (< 1 min)
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# ---- servers ----------------------------------------------------------------
+
+SK = "sk-bench-server"
+SERVERS = {
+    # name: (binary, extra arguments, what it is)
+    "epoll-et": (SK, ["--backend", "epoll-et"], "libsockkit, default backend"),
+    "epoll-lt": (SK, ["--backend", "epoll-lt"], "libsockkit"),
+    "pthread": (SK, ["--backend", "pthread"], "libsockkit, a thread per connection"),
+    "fork": (SK, ["--backend", "fork"], "libsockkit, a process per connection"),
+    "epoll-et w=2": (SK, ["--backend", "epoll-et", "--workers", "2"], "libsockkit, 2 reactors"),
+    "epoll-lt w=2": (SK, ["--backend", "epoll-lt", "--workers", "2"], "libsockkit, 2 reactors"),
+    "fork w=2": (SK, ["--backend", "fork", "--workers", "2"], "libsockkit, 2 pre-forked"),
+    "libuv": ("uv-echo", [], "peer: libuv as its guide writes it"),
+    "libuv pool": ("uv-echo", ["--pool"], "peer: the same, read buffers from a free list"),
+    "libevent": ("event-echo", [], "peer: libevent bufferevents as its book writes it"),
+    "floor": ("epoll-echo", [], "peer: raw epoll loop, edge-triggered, 1 thread"),
+    "floor lt": ("epoll-echo", ["--lt"], "peer: raw epoll loop, level-triggered"),
+    "floor 2t": ("epoll-echo", ["--threads", "2"], "peer: raw epoll loop, 2 threads"),
+    "naive-thread": ("naive-thread", [], "peer: seed's thread per client"),
+    "naive-fork": ("naive-fork", [], "peer: seed's fork per client"),
+}
+
+# ---- scenarios --------------------------------------------------------------
+
+PINGPONG = ["--mode", "pingpong", "--conns", "50", "--size", "64"]
+SCENARIOS = [
+    {
+        "key": "pingpong",
+        "title": "64-byte ping-pong, 50 connections, 1 message in flight each",
+        "load": PINGPONG + ["--depth", "1"],
+        "servers": ["epoll-et", "epoll-lt", "pthread", "fork", "libuv", "libuv pool", "libevent",
+                    "floor", "floor lt", "naive-thread", "naive-fork"],
+        "base": "floor",
+    },
+    {
+        "key": "pipeline",
+        "title": "64-byte messages, 50 connections, pipeline depth 16",
+        "load": PINGPONG + ["--depth", "16"],
+        "servers": ["epoll-et", "epoll-lt", "pthread", "libuv", "libuv pool", "libevent", "floor",
+                    "floor lt", "naive-thread"],
+        "base": "floor",
+    },
+    {
+        "key": "workers",
+        "title": "64-byte messages, 50 connections, depth 16, 2 load threads: 2 workers",
+        "load": PINGPONG + ["--depth", "16", "--threads", "2"],
+        "servers": ["epoll-et w=2", "epoll-lt w=2", "floor 2t", "epoll-et", "floor"],
+        "base": "floor 2t",
+    },
+    {
+        "key": "large",
+        "title": "64 KiB messages, 50 connections, 1 in flight each",
+        "load": ["--mode", "pingpong", "--conns", "50", "--size", "65536", "--depth", "1"],
+        "servers": ["epoll-et", "epoll-lt", "pthread", "fork", "libuv", "libuv pool", "libevent",
+                    "floor", "floor lt", "naive-thread", "naive-fork"],
+        "base": "floor",
+        "metric": "mb_s",
+    },
+    {
+        "key": "rate",
+        "title": "connection rate: 8 clients looping connect, 64-byte echo, close",
+        "load": ["--mode", "rate", "--conns", "8", "--size", "64"],
+        "servers": ["fork", "fork w=2", "naive-fork", "epoll-et", "pthread", "floor"],
+        "base": "naive-fork",
+    },
+    {
+        "key": "idle",
+        "title": "50 active ping-pong connections (64 B) beside IDLE idle ones",
+        "load": PINGPONG + ["--depth", "1"],
+        "servers": ["epoll-et", "epoll-lt", "floor", "libuv", "libuv pool", "libevent"],
+        "base": "floor",
+        "idle": True,
+    },
+]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- running one server under one load ---------------------------------------
+
+class ServerFailed(Exception):
+    pass
+
+
+def start_server(bindir, name, logf):
+    binary, extra, _ = SERVERS[name]
+    argv = [os.path.join(bindir, binary), "--listen", "127.0.0.1:0"] + extra
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=logf,
+                            start_new_session=True, text=True)
+    deadline = time.monotonic() + 5
+    line = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if ready:
+            line = proc.stdout.readline()
+            break
+        if proc.poll() is not None:
+            break
+    if not line.startswith("listening on "):
+        stop_server(proc)
+        raise ServerFailed(f"{name}: no 'listening on' line (exit {proc.returncode})")
+    return proc, line[len("listening on "):].strip()
+
+
+def stop_server(proc):
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            break
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # children of a fork-per-connection server may outlive the parent
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc.stdout:
+        proc.stdout.close()
+
+
+def parse_line(line):
+    out = {}
+    for pair in line.split():
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def machine_busy(seconds=0.5):
+    """CPUs busy (on average) over the next few tenths of a second, from /proc/stat."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return v[0] + v[1] + v[2] + v[5] + v[6] + v[7], sum(v)
+    b0, t0 = sample()
+    time.sleep(seconds)
+    b1, t1 = sample()
+    return (os.cpu_count() or 1) * (b1 - b0) / max(1, t1 - t0)
+
+
+def wait_quiet(args):
+    """Before a run: wait (up to --wait-quiet seconds) until nothing else keeps
+    the machine busy, so the run is not shared with someone else's work."""
+    if args.wait_quiet <= 0:
+        return
+    deadline = time.monotonic() + args.wait_quiet
+    busy = machine_busy()
+    if busy <= args.max_other:
+        return
+    log(f"  waiting: {busy:.2f} CPUs busy with other work")
+    while busy > args.max_other and time.monotonic() < deadline:
+        time.sleep(2)
+        busy = machine_busy()
+
+
+def busy_elsewhere(res):
+    """CPUs (on average) used during the run by neither server nor load."""
+    return res.get("other_cpu_s", 0) / res.get("secs", 1)
+
+
+def run_one(bindir, name, load, timing, logdir):
+    """One fresh server under one load: the sk-bench figures, or None."""
+    with tempfile.NamedTemporaryFile("w+", dir=logdir, prefix="server-", delete=False) as logf:
+        try:
+            proc, addr = start_server(bindir, name, logf)
+        except ServerFailed as e:
+            logf.seek(0)
+            log(f"  {e}: {logf.read().strip()[-300:]}")
+            return None
+        argv = [os.path.join(bindir, "sk-bench"), "--connect", addr,
+                "--server-pid", str(proc.pid)] + load + timing
+        limit = 60 + 4 * float(timing[1]) + float(timing[3])
+        try:
+            out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            log(f"  {name}: sk-bench timed out")
+            return None
+        finally:
+            stop_server(proc)
+        if out.returncode != 0 or not out.stdout.strip():
+            log(f"  {name}: sk-bench failed: {out.stderr.strip()}")
+            return None
+        res = parse_line(out.stdout.strip().splitlines()[-1])
+        if res.get("errors", 0) > 0:
+            log(f"  {name}: {int(res['errors'])} errors")
+        return res
+    return None
+
+
+# ---- the run ----------------------------------------------------------------
+
+def plan(args):
+    """The (scenario, server, load, tag) list of one round, in order."""
+    runs = []
+    for sc in SCENARIOS:
+        if args.only and sc["key"] not in args.only:
+            continue
+        for name in sc["servers"]:
+            if sc.get("idle"):
+                runs.append((sc, name, sc["load"], "without"))
+                runs.append((sc, name, sc["load"] + ["--idle", str(args.idle)], "with"))
+            else:
+                runs.append((sc, name, sc["load"], ""))
+    return runs
+
+
+def available(bindir, name):
+    return os.access(os.path.join(bindir, SERVERS[name][0]), os.X_OK)
+
+
+def run_all(args, bindir, logdir):
+    timing = ["--duration", str(args.duration), "--warmup", str(args.warmup)]
+    results = {}  # (scenario key, server, tag) -> [figures of each round]
+    failures = []
+    runs = plan(args)
+    for rnd in range(args.rounds):
+        log(f"round {rnd + 1}/{args.rounds}")
+        for sc in SCENARIOS:
+            mine = [r for r in runs if r[0] is sc]
+            if not mine:
+                continue
+            # Rotate the order within the scenario from round to round.
+            shift = (2 * rnd) % len(mine) if not sc.get("idle") else 0
+            for _, name, load, tag in mine[shift:] + mine[:shift]:
+                key = (sc["key"], name, tag)
+                results.setdefault(key, [])
+                if not available(bindir, name):
+                    continue
+                res = None
+                for attempt in range(1 + args.retries):
+                    wait_quiet(args)
+                    got = run_one(bindir, name, load, timing, logdir)
+                    if got is None:
+                        break
+                    # Keep the quietest attempt; when something else kept the
+                    # machine busy, pause and try again.
+                    if res is None or busy_elsewhere(got) < busy_elsewhere(res):
+                        res = got
+                    if busy_elsewhere(got) <= args.max_other or attempt == args.retries:
+                        break
+                    log(f"  {name}: {busy_elsewhere(got):.2f} CPUs busy elsewhere: again")
+                    time.sleep(2)
+                if res is None:
+                    failures.append(key)
+                else:
+                    res["round"] = rnd
+                    results[key].append(res)
+                shown = "n/a" if res is None else f"{res.get('msgs_s', 0):.0f}/s"
+                log(f"  {sc['key']:9} {name:13} {tag:8} {shown}")
+    return results, failures
+
+
+# ---- figures ----------------------------------------------------------------
+
+def med(results, key, field):
+    vals = [r[field] for r in results.get(key, []) if field in r]
+    return statistics.median(vals) if vals else None
+
+
+def ratio_med(results, a, b, field):
+    """The median, over the rounds where both ran, of a's figure over b's in
+    the same round: a round's runs are minutes apart, not a whole run apart,
+    so a machine that gets faster or slower meanwhile moves both alike."""
+    b_by_round = {r["round"]: r[field] for r in results.get(b, []) if r.get(field)}
+    vals = [r[field] / b_by_round[r["round"]] for r in results.get(a, [])
+            if field in r and r["round"] in b_by_round]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, spec=".0f", none="n/a"):
+    return none if v is None else format(v, spec)
+
+
+def fmt_ratio(v):
+    return "n/a" if v is None else f"{v:.2f}×"
+
+
+def scenario_table(sc, results, idle):
+    """A markdown table for a scenario: header, rows."""
+    key, base = sc["key"], sc["base"]
+    if sc.get("idle"):
+        head = ["server", "RSS per idle conn (B)", "p99 without (µs)",
+                f"p99 with {idle} idle (µs)", "p99 ratio", "msgs/s without", "msgs/s with",
+                "errors"]
+        rows = []
+        for name in sc["servers"]:
+            w, wo = (key, name, "with"), (key, name, "without")
+            p99w, p99wo = med(results, w, "p99_us"), med(results, wo, "p99_us")
+            errs = sum(r.get("errors", 0) for r in results.get(w, []) + results.get(wo, []))
+            rows.append([name, fmt(med(results, w, "srv_rss_per_idle_b")), fmt(p99wo, ".1f"),
+                         fmt(p99w, ".1f"), fmt_ratio(ratio_med(results, w, wo, "p99_us")),
+                         fmt(med(results, wo, "msgs_s")), fmt(med(results, w, "msgs_s")),
+                         f"{errs:.0f}"])
+        return head, rows
+    metric = sc.get("metric", "msgs_s")
+    unit = {"msgs_s": "msgs/s", "mb_s": "MB/s"}[metric]
+    per = "µs/msg"
+    if sc["key"] == "rate":
+        unit, per = "conns/s", "µs/conn"
+    head = ["server", unit, f"× {base}", f"server CPU {per}", f"× {base}", "client CPU",
+            "p50 µs", "p99 µs", "p99.9 µs", "errors"]
+    rows = []
+    for name in sc["servers"]:
+        k = (key, name, "")
+        val, cpu = med(results, k, metric), med(results, k, "srv_cpu_ns_msg")
+        cli = med(results, k, "cli_cpu_s")
+        secs = med(results, k, "secs")
+        errs = sum(r.get("errors", 0) for r in results.get(k, []))
+        rows.append([name, fmt(val, ".1f" if metric == "mb_s" else ".0f"),
+                     fmt_ratio(ratio_med(results, k, (key, base, ""), metric)),
+                     fmt(cpu / 1e3 if cpu is not None else None, ".2f"),
+                     fmt_ratio(ratio_med(results, k, (key, base, ""), "srv_cpu_ns_msg")),
+                     fmt(100 * cli / secs if cli is not None and secs else None, ".0f") + "%",
+                     fmt(med(results, k, "p50_us"), ".0f"), fmt(med(results, k, "p99_us"), ".0f"),
+                     fmt(med(results, k, "p999_us"), ".0f"), f"{errs:.0f}"])
+    return head, rows
+
+
+def targets(results):
+    """Issue 5's targets: (what, measured, goal, met) rows."""
+    rows = []
+
+    def check(what, value, goal, ok_if_at_least=True):
+        if value is None:
+            rows.append([what, "n/a", goal, "n/a"])
+            return
+        met = value >= float(goal.split()[-1].rstrip("×")) if ok_if_at_least else \
+            value <= float(goal.split()[-1].rstrip("×"))
+        rows.append([what, f"{value:.2f}×", goal, "met" if met else "MISSED"])
+
+    def r(sc, a, b, field="msgs_s", ta="", tb=""):
+        return ratio_med(results, (sc, a, ta), (sc, b, tb), field)
+
+    for be in ("epoll-et", "epoll-lt"):
+        check(f"ping-pong: {be} / floor, msgs/s", r("pingpong", be, "floor"), "≥ 0.95×")
+        uv = max(("libuv", "libuv pool"), key=lambda n: med(results, ("pingpong", n, ""),
+                                                             "msgs_s") or 0)
+        check(f"ping-pong: {be} / {uv}, msgs/s", r("pingpong", be, uv), "≥ 1.00×")
+        check(f"ping-pong: {be} / libevent, msgs/s", r("pingpong", be, "libevent"), "≥ 1.20×")
+        check(f"ping-pong: {be} / floor, server CPU per msg",
+              r("pingpong", be, "floor", "srv_cpu_ns_msg"), "≤ 1.10×", False)
+    check("pipeline 16: epoll-et / floor, msgs/s",
+          r("pipeline", "epoll-et", "floor"), "≥ 0.90×")
+    for be in ("epoll-et w=2", "epoll-lt w=2"):
+        check(f"workers=2: {be} / floor 2t, msgs/s", r("workers", be, "floor 2t"), "≥ 0.95×")
+    check("64 KiB: epoll-et / floor, MB/s", r("large", "epoll-et", "floor", "mb_s"), "≥ 0.90×")
+    check("ping-pong: pthread / naive-thread, msgs/s",
+          r("pingpong", "pthread", "naive-thread"), "≥ 1.00×")
+    check("ping-pong: fork / naive-fork, msgs/s",
+          r("pingpong", "fork", "naive-fork"), "≥ 1.00×")
+    check("connection rate: fork w=2 / naive-fork, conns/s",
+          r("rate", "fork w=2", "naive-fork"), "≥ 3.00×")
+    rss = med(results, ("idle", "epoll-et", "with"), "srv_rss_per_idle_b")
+    rows.append(["idle: epoll-et RSS per idle connection", fmt(rss, ".0f") + " B", "≤ 2048 B",
+                 "n/a" if rss is None else "met" if rss <= 2048 else "MISSED"])
+    check("idle: epoll-et p99 with / without idle connections",
+          r("idle", "epoll-et", "epoll-et", "p99_us", "with", "without"), "≤ 1.50×", False)
+    return ["target (issue 5)", "measured", "goal", ""], rows
+
+
+def markdown(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def text_table(head, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def report(args, results, elapsed):
+    parts_md, parts_txt = [], []
+    for sc in SCENARIOS:
+        if args.only and sc["key"] not in args.only:
+            continue
+        title = sc["title"].replace("IDLE", str(args.idle))
+        head, rows = scenario_table(sc, results, args.idle)
+        parts_md.append(f"### {sc['key']}: {title}\n\n{markdown(head, rows)}\n")
+        parts_txt.append(f"== {sc['key']}: {title}\n{text_table(head, rows)}\n")
+    if not args.only:
+        head, rows = targets(results)
+        parts_md.append(f"### Targets\n\n{markdown(head, rows)}\n")
+        parts_txt.append(f"== targets\n{text_table(head, rows)}\n")
+    cmd = "python3 bench/run.py " + " ".join(sys.argv[1:])
+    others = [busy_elsewhere(r) for runs in results.values() for r in runs]
+    took = "" if args.from_json else f"{elapsed / 60:.1f} min in all; "
+    info = (f"{args.rounds} round(s), {args.duration} s measured per run after "
+            f"{args.warmup} s warm-up; medians; {took}"
+            f"{os.cpu_count()} CPUs, Linux {platform.release()}; CPU busy outside server "
+            f"and load: median {statistics.median(others) if others else 0:.2f}, "
+            f"max {max(others) if others else 0:.2f} CPUs")
+    md = f"Command: `{cmd}`  \n{info}\n\n" + "\n".join(parts_md)
+    print(info + "\n")
+    print("\n".join(parts_txt))
+    return md
+
+
+def load_json(path):
+    with open(path) as f:
+        entries = json.load(f)
+    results = {}
+    for e in entries:
+        runs = e["runs"]
+        for i, r in enumerate(runs):
+            r.setdefault("round", i)
+        results[(e["scenario"], e["server"], e["tag"])] = runs
+    return results
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.path.join(os.path.dirname(here), "build"),
+                    help="meson build directory (default: ../build from this script)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=2.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first")
+    ap.add_argument("--idle", type=int, default=10000, help="idle connections (idle scenario)")
+    ap.add_argument("--only", help="comma-separated scenario keys")
+    ap.add_argument("--max-other", type=float, default=0.25,
+                    help="CPUs busy elsewhere that make a run be repeated (default 0.25)")
+    ap.add_argument("--retries", type=int, default=2, help="repeats of a disturbed run")
+    ap.add_argument("--wait-quiet", type=float, default=120,
+                    help="seconds to wait, before a run, for other work to stop (default 120)")
+    ap.add_argument("--quick", action="store_true",
+                    help="1 round of short runs, 1000 idle connections: a smoke test")
+    ap.add_argument("--markdown", help="write the tables as markdown here")
+    ap.add_argument("--json", help="write every run's figures here")
+    ap.add_argument("--from-json", help="run nothing: report the figures a --json run wrote")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.warmup, args.idle = 1, 0.25, 0.1, 1000
+        args.retries, args.wait_quiet = 0, 0
+    args.only = set(args.only.split(",")) if args.only else None
+    bindir = os.path.join(args.build, "bench")
+    if not os.access(os.path.join(bindir, "sk-bench"), os.X_OK):
+        sys.exit(f"run.py: no {bindir}/sk-bench: build first (ninja -C {args.build})")
+    for name in SERVERS:
+        if not available(bindir, name):
+            log(f"note: {SERVERS[name][0]} not built: {name} is n/a")
+
+    # Every server and the load generator inherit the raised descriptor limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = args.idle + 1024
+    if soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        log(f"note: RLIMIT_NOFILE raised from {soft} to {new} for the servers")
+        if new < need:
+            log(f"note: hard limit {hard} < {need}: the idle scenario will fall short")
+
+    # A stop (SIGTERM) unwinds like ^C, so the running server is stopped too.
+    signal.signal(signal.SIGTERM, lambda signo, frame: sys.exit(128 + signo))
+    began = time.monotonic()
+    if args.from_json:
+        results, failures = load_json(args.from_json), []
+    else:
+        with tempfile.TemporaryDirectory(prefix="sk-bench-") as logdir:
+            results, failures = run_all(args, bindir, logdir)
+    elapsed = time.monotonic() - began
+    md = report(args, results, elapsed)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(md)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{"scenario": k[0], "server": k[1], "tag": k[2], "runs": v}
+                       for k, v in results.items()], f, indent=1)
+    allowed = {"fork w=2"}  # may not be implemented yet: recorded as n/a
+    hard_fail = [k for k in failures if k[1] not in allowed]
+    errors = [k for k, v in results.items() if any(r.get("errors", 0) for r in v)]
+    if hard_fail or errors:
+        log(f"run.py: {len(hard_fail)} run(s) failed, {len(errors)} with errors: "
+            + ", ".join(" ".join(x for x in k if x) for k in hard_fail + errors))
+        return 1
+    log(f"run.py: done in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
