@@ -232,7 +232,10 @@ SK_API int sk_server_set_framing(sk_server *server, sk_framing framing, size_t m
 
 /**
  * Most unsent output a connection may hold (default 1 MiB). A send beyond it
- * closes that connection as a slow consumer (#SK_CLOSE_SLOW).
+ * closes that connection as a slow consumer (#SK_CLOSE_SLOW). The cap counts
+ * the library's own buffer only: the kernel's socket send buffer (up to
+ * `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default on Linux) fills first, so a
+ * peer that never reads is cut off after about that much plus the cap.
  * @param server    The server.
  * @param max_bytes At least 1.
  * @return 0, `-EINVAL`, or `-EBUSY` while running.
@@ -397,8 +400,11 @@ SK_API void sk_server_stop(sk_server *server);
 /**
  * Send bytes to every live connection of the server, except one.
  * Each copy is queued as by sk_conn_send(), so a slow reader is cut off
- * rather than slowing the others. On `fork` the bytes go through the parent
- * process to the other children.
+ * rather than slowing the others, and the caller never waits for a reader:
+ * there is no backpressure on the sender (on `epoll-*` and `pthread` the call
+ * returns once every copy is queued or written). On `fork` the bytes go
+ * through the parent process to the other children; a child that sends
+ * faster than the parent relays is slowed down, never the parent.
  * @param server The server.
  * @param except A connection to skip (usually the sender), or NULL. On
  *               `fork` only the calling connection can be skipped.
