@@ -16,20 +16,6 @@
 
 #define BUF_SIZE (64 * 1024)
 
-static bool write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static void *serve(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -38,7 +24,7 @@ static void *serve(void *arg)
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || !write_all(fd, buf, (size_t)n))
+        if (n <= 0 || !peer_write_all(fd, buf, (size_t)n))
             break;
     }
     close(fd);

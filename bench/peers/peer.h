@@ -5,6 +5,7 @@
 #define SK_BENCH_PEER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 struct peer_opts {
@@ -24,5 +25,8 @@ int peer_listen(const struct sockaddr *sa, socklen_t len, bool nonblock, bool re
 void peer_announce(int fd);
 /* Set TCP_NODELAY, as libsockkit does by default: replies leave at once. */
 void peer_nodelay(int fd);
+/* Write all n bytes (blocking socket), finishing short writes and retrying
+ * EINTR, as a careful seed server would; false on an error or a closed peer. */
+bool peer_write_all(int fd, const char *p, size_t n);
 
 #endif /* SK_BENCH_PEER_H */
