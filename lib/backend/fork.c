@@ -77,6 +77,8 @@ static void relay_send(struct fork_state *fs, struct child *ch, uint32_t type, c
     memcpy(ch->out.p + ch->out.off + ch->out.len + sizeof(h), data, len);
     ch->out.len += sizeof(h) + len;
     relay_flush(fs, ch);
+    if (ch->out.len > RELAY_HIGH)
+        fs->over_high = true;
 }
 
 static void send_names(struct fork_state *fs, struct child *to)
@@ -119,7 +121,8 @@ static void handle_msg(struct fork_state *fs, struct child *from, struct msg_hea
         if (from == &fs->self)
             break;
         /* What other children sent before this request (a join, a rename)
-         * may still sit in their relays: take it in before answering. */
+         * may still sit in their relays: take it in before answering (as far
+         * as flow control allows: not past a congested child's limit). */
         if (!fs->catching_up) {
             fs->catching_up = true;
             for (struct child *ch = fs->head; ch; ch = ch->next)
@@ -178,7 +181,9 @@ static void relay_readable(struct fork_state *fs, struct child *ch)
             handle_msg(fs, ch, &h, payload);
             sk__buf_consume(&ch->in, sizeof(h) + h.len);
         }
-        if (n < 0)
+        /* A child fell behind: read no more (a busy broadcaster would keep this
+         * loop going) until congestion() has paused the relays. */
+        if (n < 0 || fs->over_high)
             return;
     }
 }
@@ -380,6 +385,7 @@ static void congestion(struct fork_state *fs)
     int stuck_ms = fs->s->cfg.drain_ms > RELAY_MIN_STUCK_MS ? fs->s->cfg.drain_ms
                                                              : RELAY_MIN_STUCK_MS;
     bool congested = false;
+    fs->over_high = false;
     for (struct child *ch = fs->head; ch; ch = ch->next) {
         if (ch->cut || ch->exited || ch->out.len <= RELAY_HIGH) {
             ch->full_since = 0;

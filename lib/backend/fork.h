@@ -70,6 +70,7 @@ struct fork_state {
     pthread_mutex_t self_lock;
     bool stopping;
     bool paused;          /* not reading relays: some child is congested */
+    bool over_high;       /* a child's backlog passed RELAY_HIGH since congestion() */
     bool catching_up;     /* reading every relay before answering for names */
     bool missing[SK__MAX_WORKERS]; /* a pool worker that could not be forked */
     int nmissing;
