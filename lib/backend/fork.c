@@ -236,7 +236,9 @@ static struct child *fork_child(struct fork_state *fs, void (*run)(struct fork_s
 {
     int sv[2];
     struct child *ch = calloc(1, sizeof(*ch));
-    if (!ch || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    /* Non-blocking at both ends: a child may find its relay drained between
+     * poll() and read() (a names reply taken in by a handler meanwhile). */
+    if (!ch || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
         free(ch);
         return NULL;
     }
@@ -259,7 +261,6 @@ static struct child *fork_child(struct fork_state *fs, void (*run)(struct fork_s
     ch->pid = pid;
     ch->relay = sv[0];
     ch->serving = peer != NULL;
-    sk_set_nonblocking(ch->relay, true);
     ch->events = fs->paused ? 0 : EPOLLIN;
     struct epoll_event ev = {.events = ch->events, .data.ptr = ch};
     epoll_ctl(fs->epfd, EPOLL_CTL_ADD, ch->relay, &ev);

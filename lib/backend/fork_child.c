@@ -75,7 +75,8 @@ static int child_names(sk_server *s, sk_name_fn fn, void *arg)
             return -ETIMEDOUT;
         if (ready < 0)
             return ready;
-        if (sk__buf_read(&child.in, child.relay) <= 0)
+        ssize_t n = sk__buf_read(&child.in, child.relay);
+        if (n == 0 || (n < 0 && n != -EAGAIN))
             return -ECONNRESET;
         names += child_dispatch(fn, arg, &got);
     }

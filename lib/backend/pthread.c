@@ -81,6 +81,11 @@ static void pt_free_thread(struct pt_thread *t)
 
 static void pt_reap(struct pt_state *st)
 {
+    /* Clear the notification first, then take the list: a thread that adds
+     * itself after the take writes after the clear, so it is not missed. */
+    uint64_t v;
+    ssize_t n = read(st->reap_fd, &v, sizeof(v));
+    (void)n;
     pthread_mutex_lock(&st->lock);
     struct pt_thread *done = st->done;
     st->done = NULL;
@@ -91,9 +96,6 @@ static void pt_reap(struct pt_state *st)
         pt_free_thread(done);
         done = next;
     }
-    uint64_t v;
-    ssize_t n = read(st->reap_fd, &v, sizeof(v));
-    (void)n;
 }
 
 static void pt_spawn(struct pt_state *st, int fd)
