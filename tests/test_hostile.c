@@ -261,7 +261,8 @@ static void reset(int fd)
 
 /* Connections a client closed or reset before the server accepted them wait
  * in the backlog and are accepted later, so the live count can touch 0 and
- * rise again. Settled: no accept for 300 ms, and none live. */
+ * rise again; and a connection is uncounted a moment before its thread or
+ * child is reaped. Settled: no accept for 300 ms, and none live. */
 static void wait_settled(struct running *r, int ms)
 {
     int64_t until = tu_now_ms() + ms, quiet_since = tu_now_ms();
@@ -289,7 +290,7 @@ static void churn_leaves_nothing_behind(void **state)
     int fd;
     assert_true(served(&r, &fd)); /* warm up: the first connection's one-time costs */
     close(fd);
-    wait_count(&r, 0, 5000);
+    wait_settled(&r, 5000); /* its thread or child gone too, not just uncounted */
     int fds0 = fd_count(r.pid), threads0 = thread_count(r.pid);
 
     int64_t t0 = tu_now_ms();
