@@ -352,24 +352,35 @@ int sk_conn_send(sk_conn *c, const void *data, size_t len)
     return rc;
 }
 
+int sk__vformat(char *small, size_t size, char **text, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(small, size, fmt, ap);
+    *text = small;
+    if (n < 0)
+        n = -EINVAL;
+    else if ((size_t)n >= size && !(*text = malloc((size_t)n + 1)))
+        n = -ENOMEM;
+    else if (*text != small)
+        vsnprintf(*text, (size_t)n + 1, fmt, again);
+    va_end(again);
+    if (n < 0)
+        *text = small;
+    return n;
+}
+
 int sk_conn_sendf(sk_conn *c, const char *fmt, ...)
 {
-    char small[512], *text = small;
+    char small[512], *text;
     va_list ap;
     if (!c || !fmt)
         return -EINVAL;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    int n = sk__vformat(small, sizeof(small), &text, fmt, ap);
     va_end(ap);
     if (n < 0)
-        return -EINVAL;
-    if ((size_t)n >= sizeof(small)) {
-        if (!(text = malloc((size_t)n + 1)))
-            return -ENOMEM;
-        va_start(ap, fmt);
-        vsnprintf(text, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
+        return n;
     int rc = sk_conn_send(c, text, (size_t)n);
     if (text != small)
         free(text);

@@ -628,22 +628,15 @@ int sk_server_broadcast(sk_server *s, sk_conn *except, const void *data, size_t 
 
 int sk_server_broadcastf(sk_server *s, sk_conn *except, const char *fmt, ...)
 {
-    char small[512], *text = small;
+    char small[512], *text;
     va_list ap;
     if (!fmt)
         return -EINVAL;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    int n = sk__vformat(small, sizeof(small), &text, fmt, ap);
     va_end(ap);
     if (n < 0)
-        return -EINVAL;
-    if ((size_t)n >= sizeof(small)) {
-        if (!(text = malloc((size_t)n + 1)))
-            return -ENOMEM;
-        va_start(ap, fmt);
-        vsnprintf(text, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-    }
+        return n;
     int rc = sk_server_broadcast(s, except, text, (size_t)n);
     if (text != small)
         free(text);

@@ -10,6 +10,7 @@
 #include <sockkit/server.h>
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <signal.h>
 
 #define SK__MAX_LISTEN 8       /* addresses per server */
@@ -163,6 +164,10 @@ SK__HIDDEN int sk__server_accept_fd(sk_server *s, int lfd, struct sk__counters *
 SK__HIDDEN void sk__server_add_counters(sk_server *s, struct sk__counters *c);
 SK__HIDDEN void sk__server_remove_counters(sk_server *s, struct sk__counters *c);
 /* Queue bytes to every open registered connection, from the calling thread. */
+/* printf into small (size bytes) if it fits, else into a malloc'd buffer:
+ * *text says which (free it when it is not small). The length, or -EINVAL
+ * (a bad format) or -ENOMEM. */
+SK__HIDDEN int sk__vformat(char *small, size_t size, char **text, const char *fmt, va_list ap);
 SK__HIDDEN int sk__server_broadcast_direct(sk_server *s, sk_conn *except, const void *data,
                                            size_t len);
 SK__HIDDEN bool sk__stopping(const sk_server *s);
