@@ -99,6 +99,13 @@ static bool roll(void)
     return rate > 0 && (int)(rnd() % 1000) < rate;
 }
 
+/* The kind of a read/send fault takes turns (shared by every process and
+ * thread), so each kind is a third of them however few there are. */
+static unsigned io_kind(void)
+{
+    return (unsigned)(__atomic_fetch_add(&fault_counts->turn, 1, __ATOMIC_RELAXED) % 3);
+}
+
 static bool is_socket(int fd)
 {
     struct stat st;
@@ -140,7 +147,7 @@ static void owe(int fd)
 ssize_t read(int fd, void *buf, size_t n)
 {
     if (n > 0 && roll() && is_socket(fd)) {
-        switch (rnd() % 3) {
+        switch (io_kind()) {
         case 0:
             count(&fault_counts->eintr);
             errno = EINTR;
@@ -162,7 +169,7 @@ ssize_t read(int fd, void *buf, size_t n)
 ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
     if (n > 0 && roll() && is_socket(fd)) {
-        switch (rnd() % 3) {
+        switch (io_kind()) {
         case 0:
             count(&fault_counts->eintr);
             errno = EINTR;

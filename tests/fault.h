@@ -11,6 +11,7 @@ struct fault_counts {
     long eintr, eagain, short_io; /* read and send */
     long accept, epoll, fork, thread;
     long synthetic;               /* epoll_wait calls that delivered owed events */
+    unsigned long turn;           /* which kind the next read/send fault is */
 };
 extern struct fault_counts *fault_counts;
 

