@@ -2,11 +2,11 @@
 /*
  * Fault injection, for the test binaries that link this file.
  *
- * These definitions of read, send, accept4, epoll_ctl, epoll_wait, close,
+ * These definitions of read, recv, send, accept4, epoll_ctl, epoll_wait, close,
  * fork and pthread_create take precedence over the C library's for every
  * caller in the process, libsockkit included. Until fault_enable() they only
  * pass through; after it, in that process, they fail at random:
- *   read, send      EINTR, EAGAIN, or a short count (sockets only)
+ *   read, recv, send  EINTR, EAGAIN, or a short count (sockets only)
  *   accept4         EMFILE, ENFILE, ECONNABORTED, EINTR
  *   epoll_ctl       ENOMEM on ADD and MOD of a connection socket
  *   fork            EAGAIN
@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_recv)(int, void *, size_t, int);
 static ssize_t (*real_send)(int, const void *, size_t, int);
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *restrict, int);
 static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
@@ -45,6 +46,7 @@ static int (*real_pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)
 __attribute__((constructor)) static void find_real(void)
 {
     *(void **)&real_read = dlsym(RTLD_NEXT, "read");
+    *(void **)&real_recv = dlsym(RTLD_NEXT, "recv");
     *(void **)&real_send = dlsym(RTLD_NEXT, "send");
     *(void **)&real_accept4 = dlsym(RTLD_NEXT, "accept4");
     *(void **)&real_epoll_ctl = dlsym(RTLD_NEXT, "epoll_ctl");
@@ -144,48 +146,43 @@ static void owe(int fd)
 
 /* ---- the wrappers ------------------------------------------------------ */
 
+/* A read or send of n bytes on fd: false if it fails here (errno set), else
+ * true with *n the bytes to try (fewer: a short read or write). */
+static bool io_may_go(int fd, size_t *n)
+{
+    if (*n == 0 || !roll() || !is_socket(fd))
+        return true;
+    switch (io_kind()) {
+    case 0:
+        count(&fault_counts->eintr);
+        errno = EINTR;
+        return false;
+    case 1:
+        count(&fault_counts->eagain);
+        owe(fd);
+        errno = EAGAIN;
+        return false;
+    default:
+        count(&fault_counts->short_io);
+        owe(fd);
+        *n = 1 + rnd() % *n;
+        return true;
+    }
+}
+
 ssize_t read(int fd, void *buf, size_t n)
 {
-    if (n > 0 && roll() && is_socket(fd)) {
-        switch (io_kind()) {
-        case 0:
-            count(&fault_counts->eintr);
-            errno = EINTR;
-            return -1;
-        case 1:
-            count(&fault_counts->eagain);
-            owe(fd);
-            errno = EAGAIN;
-            return -1;
-        default:
-            count(&fault_counts->short_io);
-            owe(fd);
-            n = 1 + rnd() % n;
-        }
-    }
-    return real_read(fd, buf, n);
+    return io_may_go(fd, &n) ? real_read(fd, buf, n) : -1;
+}
+
+ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+    return io_may_go(fd, &n) ? real_recv(fd, buf, n, flags) : -1;
 }
 
 ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-    if (n > 0 && roll() && is_socket(fd)) {
-        switch (io_kind()) {
-        case 0:
-            count(&fault_counts->eintr);
-            errno = EINTR;
-            return -1;
-        case 1:
-            count(&fault_counts->eagain);
-            owe(fd);
-            errno = EAGAIN;
-            return -1;
-        default:
-            count(&fault_counts->short_io);
-            owe(fd);
-            n = 1 + rnd() % n;
-        }
-    }
-    return real_send(fd, buf, n, flags);
+    return io_may_go(fd, &n) ? real_send(fd, buf, n, flags) : -1;
 }
 
 int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len, int flags) /* glibc's own type */
