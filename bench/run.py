@@ -233,6 +233,8 @@ def plan(args):
         if args.only and sc["key"] not in args.only:
             continue
         for name in sc["servers"]:
+            if args.servers and name not in args.servers and name != sc["base"]:
+                continue
             if sc.get("idle"):
                 runs.append((sc, name, sc["load"], "without"))
                 runs.append((sc, name, sc["load"] + ["--idle", str(args.idle)], "with"))
@@ -458,6 +460,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections (idle scenario)")
     ap.add_argument("--only", help="comma-separated scenario keys")
+    ap.add_argument("--servers", help="comma-separated server names (the base always runs)")
     ap.add_argument("--max-other", type=float, default=0.25,
                     help="CPUs busy elsewhere that make a run be repeated (default 0.25)")
     ap.add_argument("--retries", type=int, default=2, help="repeats of a disturbed run")
@@ -473,6 +476,7 @@ def main():
         args.rounds, args.duration, args.warmup, args.idle = 1, 0.25, 0.1, 1000
         args.retries, args.wait_quiet = 0, 0
     args.only = set(args.only.split(",")) if args.only else None
+    args.servers = set(args.servers.split(",")) if args.servers else None
     bindir = os.path.join(args.build, "bench")
     if not os.access(os.path.join(bindir, "sk-bench"), os.X_OK):
         sys.exit(f"run.py: no {bindir}/sk-bench: build first (ninja -C {args.build})")
