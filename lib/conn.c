@@ -227,32 +227,37 @@ static void end_of_input(sk_conn *c)
     sk__conn_request_close(c, SK_CLOSE_PEER);
 }
 
+void sk__conn_got(sk_conn *c, char *buf, ssize_t n)
+{
+    if (n > 0) {
+        struct sk__counters *ctr = c->owner->ctr;
+        sk__count(ctr, SK__C_READS, 1);
+        sk__count(ctr, SK__C_BYTES_IN, n);
+        c->last_read = c->owner->now;
+        deliver(c, buf, (size_t)n);
+    } else if (n == 0) {
+        end_of_input(c);
+    } else if (n != -EINTR && n != -EAGAIN && n != -EWOULDBLOCK) {
+        sk__conn_request_close(c, SK_CLOSE_RESET);
+    }
+}
+
 void sk__conn_input(sk_conn *c, char *buf, size_t cap, bool drain, bool hup)
 {
-    struct sk__counters *ctr = c->owner->ctr;
-    sk__count(ctr, SK__C_READ_EVENTS, 1);
+    sk__count(c->owner->ctr, SK__C_READ_EVENTS, 1);
     while (still_reading(c)) {
-        ssize_t n = read(c->fd, buf, cap - 1); /* a byte kept for the NUL */
-        if (n > 0) {
-            sk__count(ctr, SK__C_READS, 1);
-            sk__count(ctr, SK__C_BYTES_IN, n);
-            c->last_read = c->owner->now;
-            deliver(c, buf, (size_t)n);
-            /* A short read emptied the socket; unless the peer has closed
-             * (then one more read sees the end), nothing is left to drain. */
-            if (!drain || ((size_t)n < cap - 1 && !hup))
-                return;
+        /* A byte kept for the NUL; MSG_DONTWAIT: the fork backend's children
+         * keep their sockets blocking (see single.c). */
+        ssize_t n = recv(c->fd, buf, cap - 1, MSG_DONTWAIT);
+        if (n < 0)
+            n = -errno;
+        sk__conn_got(c, buf, n);
+        if (n == -EINTR)
             continue;
-        }
-        if (n == 0) {
-            end_of_input(c);
+        /* A short read emptied the socket; unless the peer has closed (then
+         * one more read sees the end), nothing is left to drain. */
+        if (n <= 0 || !drain || ((size_t)n < cap - 1 && !hup))
             return;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            sk__conn_request_close(c, SK_CLOSE_RESET);
-        return;
     }
 }
 
@@ -310,7 +315,7 @@ void sk__conn_free(sk_conn *c)
          * turn into a reset that could destroy our last bytes at the peer. */
         char sink[4096];
         shutdown(c->fd, SHUT_WR);
-        for (int i = 0; i < 16 && read(c->fd, sink, sizeof(sink)) > 0; i++)
+        for (int i = 0; i < 16 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
             ;
     }
     if (c->out_len)

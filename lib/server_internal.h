@@ -183,6 +183,9 @@ SK__HIDDEN sk_conn *sk__conn_new(sk_server *s, int fd, struct sk__owner *owner,
 SK__HIDDEN void sk__conn_open(sk_conn *c);
 /* Read and deliver: one read, or (drain) until EAGAIN; hup: the peer has closed. */
 SK__HIDDEN void sk__conn_input(sk_conn *c, char *buf, size_t cap, bool drain, bool hup);
+/* What one read of the socket returned (bytes, 0 at the end, or -errno), with
+ * the bytes in buf (room for a NUL after them): count and deliver it. */
+SK__HIDDEN void sk__conn_got(sk_conn *c, char *buf, ssize_t n);
 /* Write pending output: 1 when none is left, 0 if some is, < 0 on error (close requested). */
 SK__HIDDEN int sk__conn_flush(sk_conn *c);
 /* Ask for a close; the first reason wins. Any thread (with c->lock held if it has one). */
@@ -212,8 +215,18 @@ SK__HIDDEN extern const sk_backend sk__backend_pthread;
 SK__HIDDEN extern const sk_backend sk__backend_fork;
 
 /* single.c: serve one connection in the calling thread until it finishes.
- * extra_fd (or -1) is polled too and on_extra called when it is readable. */
+ * extra_fd (or -1) is polled too and on_extra called when it is readable.
+ * park (or NULL) lets the loop block in recv() between messages (see
+ * single.c): the fork backend's children, one connection per process. */
+struct sk__park {
+    int *parked;      /* shared: set while (about to be) blocked in recv() */
+    unsigned *posted; /* shared: bumped by a waker before it looks at *parked */
+};
+#define SK__PARK_SIGNAL SIGURG /* ignored by default; never sent by the kernel
+                                  without F_SETOWN, which the library never sets */
+/* Take SK__PARK_SIGNAL for this process (a fork child, before it parks). */
+SK__HIDDEN int sk__park_install(void);
 SK__HIDDEN void sk__serve_one(sk_conn *c, int extra_fd, void (*on_extra)(sk_conn *c, void *arg),
-                              void *arg);
+                              void *arg, struct sk__park *park);
 
 #endif /* SOCKKIT_SERVER_INTERNAL_H */

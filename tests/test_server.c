@@ -259,6 +259,34 @@ static void broadcast_reaches_every_other_connection(void **state)
     finish(&r);
 }
 
+/* Two clients take turns: each line reaches the other while it waits for
+ * its next message, right after its own (where a fork child blocks in recv()
+ * and must be woken for the relay); a lost wake-up stalls the exchange. */
+static void broadcast_wakes_a_connection_between_messages(void **state)
+{
+    (void)state;
+    enum { TURNS = 200 };
+    struct running r;
+    start(&r, new_server(relay_to_others));
+    int a = dial(&r), b = dial(&r);
+    wait_count(&r, 2, 5000);
+    char line[32];
+    int64_t t0 = tu_now_ms();
+    for (int i = 0; i < TURNS; i++) {
+        int from = i % 2 ? b : a, to = i % 2 ? a : b;
+        snprintf(line, sizeof(line), "turn %d\n", i);
+        assert_int_equal(sk_write_all(from, line, strlen(line), 1000), (ssize_t)strlen(line));
+        expect_text(to, line);
+    }
+    int64_t took = tu_now_ms() - t0;
+    printf("# %s: %d turns in %lld ms\n", backend, TURNS, (long long)took);
+    expect_silence(a, 50);
+    expect_silence(b, 50);
+    close(a);
+    close(b);
+    finish(&r);
+}
+
 /* ---- 5. slow consumer -------------------------------------------------- */
 
 static void slow_consumer_is_cut_off(void **state)
@@ -554,6 +582,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(close_half_close_and_reset, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(lines_are_whole_and_long_ones_close, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(broadcast_reaches_every_other_connection, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(broadcast_wakes_a_connection_between_messages, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(slow_consumer_is_cut_off, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(idle_connections_are_closed, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(max_conns_refuses_and_recovers, harness_setup, harness_teardown),

@@ -560,7 +560,9 @@ SK_API sk_server *sk_conn_server(const sk_conn *conn);
 
 /**
  * The connection's socket, for socket options. Reading or writing it
- * directly bypasses the library's buffering; closing it is not allowed.
+ * directly bypasses the library's buffering; closing it is not allowed, and
+ * so is changing its blocking mode or `SO_RCVTIMEO` (the `fork` backend's
+ * children keep it blocking, with a receive timeout, between messages).
  * @param conn The connection.
  * @return The descriptor, or `-EINVAL`.
  * @since 1.0

@@ -41,8 +41,21 @@ static void relay_interest(struct fork_state *fs, struct child *ch)
     ch->events = want;
 }
 
+/* The child may be parked in a recv() (see single.c): what it has been sent
+ * is posted before its parked flag is looked at, then it is signalled. */
+static void wake(struct fork_state *fs, struct child *ch)
+{
+    if (ch->slot < 0)
+        return;
+    struct park_slot *slot = &fs->page->slot[ch->slot];
+    __atomic_add_fetch(&slot->posted, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&slot->parked, __ATOMIC_SEQ_CST))
+        kill(ch->pid, SK__PARK_SIGNAL);
+}
+
 static void relay_flush(struct fork_state *fs, struct child *ch)
 {
+    size_t had = ch->out.len;
     while (ch->out.len) {
         ssize_t n = send(ch->relay, ch->out.p + ch->out.off, ch->out.len,
                          MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -52,14 +65,17 @@ static void relay_flush(struct fork_state *fs, struct child *ch)
             break;
         sk__buf_consume(&ch->out, (size_t)n);
     }
+    if (ch->out.len < had)
+        wake(fs, ch);
     relay_interest(fs, ch);
 }
 
-static void cut_off(struct child *ch)
+static void cut_off(struct fork_state *fs, struct child *ch)
 {
     shutdown(ch->relay, SHUT_RDWR); /* the child reads end of file and closes */
     ch->cut = true;
     sk__buf_free(&ch->out);
+    wake(fs, ch);
 }
 
 /* Queue a message to a child (flow control is congestion(), below). */
@@ -70,7 +86,7 @@ static void relay_send(struct fork_state *fs, struct child *ch, uint32_t type, c
     if (ch->cut || ch->exited)
         return;
     if (!sk__buf_reserve(&ch->out, sizeof(h) + len)) {
-        cut_off(ch);
+        cut_off(fs, ch);
         return;
     }
     memcpy(ch->out.p + ch->out.off + ch->out.len, &h, sizeof(h));
@@ -213,8 +229,12 @@ static bool reap(struct fork_state *fs)
             ch->next->prev = ch->prev;
         fs->nchildren--;
         pthread_mutex_unlock(&fs->lock);
+        if (ch->slot >= 0) /* killed while parked, it may have left the flag set */
+            __atomic_store_n(&fs->page->slot[ch->slot].parked, 0, __ATOMIC_RELAXED);
         if (ch->worker < 0) {
             sk__server_release(fs->s);
+            if (ch->slot >= 0)
+                fs->free_slots[fs->nfree++] = ch->slot;
         } else {
             /* A worker releases its own slots; one that died holding one cannot. */
             if (__atomic_exchange_n(&fs->page->busy[ch->worker], 0, __ATOMIC_ACQ_REL))
@@ -229,10 +249,11 @@ static bool reap(struct fork_state *fs)
     return waiting;
 }
 
-/* Fork a child on a new relay: in the child, run(fs, arg, relay) never returns;
- * in the parent, the child's record (NULL if the fork failed). */
-static struct child *fork_child(struct fork_state *fs, void (*run)(struct fork_state *, int, int),
-                                int arg, const char *peer)
+/* Fork a child on a new relay: in the child, run(fs, arg, slot, relay) never
+ * returns; in the parent, the child's record (NULL if the fork failed). */
+static struct child *fork_child(struct fork_state *fs,
+                                void (*run)(struct fork_state *, int, int, int), int arg,
+                                int slot, const char *peer)
 {
     int sv[2];
     struct child *ch = calloc(1, sizeof(*ch));
@@ -244,12 +265,13 @@ static struct child *fork_child(struct fork_state *fs, void (*run)(struct fork_s
     }
     ch->w.kind = SK__W_RELAY;
     ch->worker = -1;
+    ch->slot = slot;
     pid_t pid = -1;
     if (!peer || (ch->peer = strdup(peer)))
         pid = fork();
     if (pid == 0) {
         close(sv[0]);
-        run(fs, arg, sv[1]); /* does not return */
+        run(fs, arg, slot, sv[1]); /* does not return */
     }
     close(sv[1]);
     if (pid < 0) {
@@ -276,7 +298,7 @@ static struct child *fork_child(struct fork_state *fs, void (*run)(struct fork_s
 
 static void spawn_worker(struct fork_state *fs, int k)
 {
-    struct child *ch = fork_child(fs, sk__fork_worker_main, k, NULL);
+    struct child *ch = fork_child(fs, sk__fork_worker_main, k, k, NULL);
     if (ch) {
         ch->worker = k;
         if (fs->missing[k]) {
@@ -295,7 +317,10 @@ static void spawn(struct fork_state *fs, int fd)
     char peer[SK_ADDR_STRLEN];
     if (sk_peer_addr(fd, peer, sizeof(peer)) < 0)
         strcpy(peer, "?");
-    if (!fork_child(fs, sk__fork_child_main, fd, peer)) {
+    int slot = fs->nfree ? fs->free_slots[--fs->nfree] : -1; /* none: it does not park */
+    if (!fork_child(fs, sk__fork_child_main, fd, slot, peer)) {
+        if (slot >= 0)
+            fs->free_slots[fs->nfree++] = slot;
         sk__server_release(fs->s);
         sk__count(&fs->s->ctr, SK__C_REFUSED, 1);
     }
@@ -361,6 +386,8 @@ static void on_event(struct fork_state *fs, struct sk__watch *w, uint32_t events
     sk_server *s = fs->s;
     if (w == &fs->stop_w) {
         fs->stopping = true;
+        for (struct child *ch = fs->head; ch; ch = ch->next)
+            wake(fs, ch); /* a parked child would not see the stop descriptor */
         watch_listeners(fs, EPOLL_CTL_DEL);
         epoll_ctl(fs->epfd, EPOLL_CTL_DEL, s->stop_fd, NULL);
         fs->kill_at = sk__now_ms() + s->cfg.drain_ms + 1000;
@@ -395,7 +422,7 @@ static void congestion(struct fork_state *fs)
         if (!ch->full_since)
             ch->full_since = now;
         if (now - ch->full_since > stuck_ms)
-            cut_off(ch);
+            cut_off(fs, ch);
         else
             congested = true;
     }
@@ -452,9 +479,20 @@ static int fork_run(sk_server *s)
     fs->stop_w.kind = SK__W_STOP;
     fs->listen_w.kind = SK__W_LISTENER;
     fs->self.w.kind = SK__W_RELAY;
+    fs->self.slot = -1;
     fs->epfd = epoll_create1(EPOLL_CLOEXEC);
-    fs->page = mmap(NULL, sizeof(struct page), PROT_READ | PROT_WRITE,
-                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    /* A park slot per worker, or per admitted connection (children still
+     * exiting may briefly want more: those do not park). Untouched slots
+     * cost no memory. */
+    int nslots = s->cfg.workers > 0 ? s->cfg.workers : s->cfg.max_conns;
+    if (nslots > MAX_PARK_SLOTS)
+        nslots = MAX_PARK_SLOTS;
+    fs->page_size = sizeof(struct page) + (size_t)nslots * sizeof(struct park_slot);
+    fs->page = mmap(NULL, fs->page_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+                    0);
+    if (s->cfg.workers == 0 && (fs->free_slots = malloc((size_t)nslots * sizeof(int))))
+        for (int i = nslots - 1; i >= 0; i--)
+            fs->free_slots[fs->nfree++] = i;
     if (fs->epfd < 0 || fs->page == MAP_FAILED ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         goto out;
@@ -497,7 +535,8 @@ out:
         close(sv[1]);
     }
     if (fs->page != MAP_FAILED && fs->page)
-        munmap(fs->page, sizeof(struct page));
+        munmap(fs->page, fs->page_size);
+    free(fs->free_slots);
     if (fs->epfd >= 0)
         close(fs->epfd);
     free(fs);

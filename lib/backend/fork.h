@@ -20,11 +20,18 @@ enum {
     MSG_CLOSED          /* worker -> parent: that connection is closed */
 };
 
+/* A child's side of parking (see single.c), one cache line each. */
+struct park_slot {
+    int parked;
+    unsigned posted;
+} __attribute__((aligned(64)));
+
 /* Shared by the parent and every child (MAP_SHARED). */
 struct page {
     int count;                   /* open connections: what admission counts */
     int busy[SK__MAX_WORKERS];   /* a worker holds a slot of count */
     struct sk__counters ctr;     /* what every child counts (atomically) */
+    struct park_slot slot[];     /* a pool worker's is its index; else allocated */
 };
 
 struct msg_head {
@@ -36,6 +43,7 @@ struct msg_head {
 #define RELAY_READ (64 * 1024)
 #define RELAY_HIGH (1u << 20)      /* backlog that pauses reading the relays */
 #define RELAY_MIN_STUCK_MS 2000    /* congested this long (at least): cut off */
+#define MAX_PARK_SLOTS 65536       /* children per connection beyond this do not park */
 
 struct buf {
     char *p;
@@ -47,6 +55,7 @@ struct child {
     pid_t pid;
     int relay;
     int worker;         /* pool index, or -1: a child per connection */
+    int slot;           /* its park_slot, or -1: it does not park */
     bool serving;       /* has a connection (named in listings) */
     bool cut;           /* relay shut: the child did not keep up */
     bool exited;        /* relay closed; waiting to reap */
@@ -65,6 +74,9 @@ struct fork_state {
     struct child *head;
     int nchildren;
     struct page *page;    /* MAP_SHARED */
+    size_t page_size;
+    int *free_slots;      /* park slots of no child (children per connection) */
+    int nfree;
     struct child self;    /* reads what other threads of this process broadcast */
     int self_tx;
     pthread_mutex_t self_lock;
@@ -89,8 +101,8 @@ SK__HIDDEN ssize_t sk__buf_read(struct buf *b, int fd);
 SK__HIDDEN bool sk__next_msg(struct buf *b, struct msg_head *h, char **payload);
 
 /* fork_child.c: the entry points of the children, and the child's side of the ops */
-SK__HIDDEN void sk__fork_child_main(struct fork_state *fs, int fd, int relay);
-SK__HIDDEN void sk__fork_worker_main(struct fork_state *fs, int k, int relay);
+SK__HIDDEN void sk__fork_child_main(struct fork_state *fs, int fd, int slot, int relay);
+SK__HIDDEN void sk__fork_worker_main(struct fork_state *fs, int k, int slot, int relay);
 /* In a child: the broadcast goes to the parent. Returns false in the parent. */
 SK__HIDDEN bool sk__fork_in_child(void);
 SK__HIDDEN int sk__fork_child_broadcast(sk_conn *except, const void *data, size_t len);

@@ -15,7 +15,19 @@ static struct {
     sk_conn *conn;        /* NULL: a worker between connections */
     struct buf in;
     struct page *page;
+    struct sk__park park;
+    bool can_park;
 } child;
+
+/* The child's park, if it has a slot and took the signal. */
+static struct sk__park *child_park(int slot)
+{
+    if (!child.can_park || slot < 0)
+        return NULL;
+    child.park = (struct sk__park){.parked = &child.page->slot[slot].parked,
+                                   .posted = &child.page->slot[slot].posted};
+    return &child.park;
+}
 
 static int child_send(uint32_t type, const void *data, size_t len)
 {
@@ -115,10 +127,11 @@ static void become_child(struct fork_state *fs, int relay, bool keep_listeners)
     s->count_hook = child_count;
     s->names_hook = child_names;
     s->rename_hook = child_rename;
+    child.can_park = sk__park_install() == 0;
 }
 
 /* A child for one connection: the parent admitted it and will give its slot back. */
-void sk__fork_child_main(struct fork_state *fs, int fd, int relay)
+void sk__fork_child_main(struct fork_state *fs, int fd, int slot, int relay)
 {
     sk_server *s = fs->s;
     static int held = 1;
@@ -128,12 +141,12 @@ void sk__fork_child_main(struct fork_state *fs, int fd, int relay)
     child.conn = sk__conn_new(s, fd, &owner, NULL);
     if (!child.conn)
         _exit(1);
-    sk__serve_one(child.conn, relay, child_on_relay, NULL);
+    sk__serve_one(child.conn, relay, child_on_relay, NULL, child_park(slot));
     _exit(0);
 }
 
 /* A pool worker: accept on the shared listener, serve, again, until the stop. */
-void sk__fork_worker_main(struct fork_state *fs, int k, int relay)
+void sk__fork_worker_main(struct fork_state *fs, int k, int slot, int relay)
 {
     sk_server *s = fs->s;
     become_child(fs, relay, true);
@@ -168,7 +181,7 @@ void sk__fork_worker_main(struct fork_state *fs, int k, int relay)
             if (child.conn) {
                 const char *peer = sk_conn_peer(child.conn);
                 child_send(MSG_OPEN, peer, strlen(peer) + 1);
-                sk__serve_one(child.conn, relay, child_on_relay, NULL);
+                sk__serve_one(child.conn, relay, child_on_relay, NULL, child_park(slot));
                 child.conn = NULL;
                 child_send(MSG_CLOSED, NULL, 0);
             } else {

@@ -59,7 +59,7 @@ static void *pt_main(void *arg)
     struct pt_thread *t = arg;
     struct pt_state *st = t->st;
     pt_current = t;
-    sk__serve_one(t->conn, t->wake_fd, pt_woken, t);
+    sk__serve_one(t->conn, t->wake_fd, pt_woken, t, NULL);
     pthread_mutex_lock(&st->lock);
     t->next_done = st->done;
     st->done = t;
