@@ -27,11 +27,15 @@ static bool discards_output(int why)
 
 /* ---- registry ---------------------------------------------------------- */
 
-sk_conn *sk__conn_new(sk_server *s, int fd, struct sk__owner *owner, pthread_mutex_t *lock)
+sk_conn *sk__conn_new(sk_server *s, int fd, struct sk__owner *owner, pthread_mutex_t *lock,
+                      const sk_addr *peer)
 {
     sk_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
+    if (peer && ((peer->u.sa.sa_family == AF_INET && peer->len == sizeof(c->peer_sa.in)) ||
+                 (peer->u.sa.sa_family == AF_INET6 && peer->len == sizeof(c->peer_sa.in6))))
+        memcpy(&c->peer_sa, &peer->u, peer->len);
     c->w.kind = SK__W_CONN;
     c->fd = fd;
     c->srv = s;
@@ -411,8 +415,15 @@ static const char *addr_text_locked(sk_conn *c, char **slot, bool peer)
 {
     if (!*slot) {
         char buf[SK_ADDR_STRLEN];
-        int rc = peer ? sk_peer_addr(c->fd, buf, sizeof(buf))
-                      : sk_local_addr(c->fd, buf, sizeof(buf));
+        int rc;
+        if (peer && c->peer_sa.sa.sa_family != AF_UNSPEC) {
+            sk_addr a = {.len = c->peer_sa.sa.sa_family == AF_INET ? sizeof(c->peer_sa.in)
+                                                                    : sizeof(c->peer_sa.in6)};
+            memcpy(&a.u, &c->peer_sa, a.len);
+            rc = sk_addr_format(&a, buf, sizeof(buf));
+        } else {
+            rc = peer ? sk_peer_addr(c->fd, buf, sizeof(buf)) : sk_local_addr(c->fd, buf, sizeof(buf));
+        }
         *slot = strdup(rc >= 0 ? buf : "?");
     }
     return *slot ? *slot : "?";

@@ -470,11 +470,15 @@ static int refuse_without_fd(sk_server *s, int lfd, struct sk__counters *ctr)
     return fd >= 0 ? 1 : 0;
 }
 
-int sk__server_accept_fd(sk_server *s, int lfd, struct sk__counters *ctr)
+int sk__server_accept_fd(sk_server *s, int lfd, struct sk__counters *ctr, sk_addr *peer)
 {
     for (int refused = 0; refused < 64;) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        socklen_t len = sizeof(peer->u);
+        int fd = accept4(lfd, peer ? &peer->u.sa : NULL, peer ? &len : NULL,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
+            if (peer)
+                peer->len = len;
             if (sk__server_admit(s)) {
                 if (s->cfg.nodelay)
                     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
@@ -518,11 +522,12 @@ int sk_server_accept(sk_server *s, int lfd, sk_conn **out)
     *out = NULL;
     if (!s->scratch && !(s->scratch = malloc(SK__SCRATCH + 1)))
         return -ENOMEM;
-    int fd = sk__server_accept_fd(s, lfd, &s->ctr);
+    sk_addr peer;
+    int fd = sk__server_accept_fd(s, lfd, &s->ctr, &peer);
     if (fd <= 0)
         return fd;
     s->plain_owner.now = sk__now_ms();
-    sk_conn *c = sk__conn_new(s, fd, &s->plain_owner, NULL);
+    sk_conn *c = sk__conn_new(s, fd, &s->plain_owner, NULL, &peer);
     if (!c) {
         sk__server_release(s);
         sk__count(&s->ctr, SK__C_REFUSED, 1);

@@ -89,6 +89,11 @@ struct sk_conn {
     sk_conn *rprev, *rnext;  /* server registry (open connections) */
     bool registered;
     char *name, *peer, *local; /* lazily made, under the registry lock */
+    union {             /* the peer accept4() gave (AF_UNSPEC: ask getpeername), */
+        struct sockaddr sa; /* which still names it after a reset */
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer_sa;
     void *data;
     pthread_mutex_t *lock; /* pthread backend: serialises output with other threads */
 };
@@ -158,9 +163,11 @@ static inline void sk__server_release(sk_server *s)
 {
     __atomic_fetch_sub(sk__server_counter(s), 1, __ATOMIC_ACQ_REL);
 }
-/* Accept one socket: the fd (non-blocking, CLOEXEC), 0 if none, < 0 on error.
- * Refused sockets (limit, EMFILE) are closed here and counted. */
-SK__HIDDEN int sk__server_accept_fd(sk_server *s, int lfd, struct sk__counters *ctr);
+/* Accept one socket: the fd (non-blocking, CLOEXEC), 0 if none, < 0 on error;
+ * its peer's address in *peer (if not NULL). Refused sockets (limit, EMFILE)
+ * are closed here and counted. */
+SK__HIDDEN int sk__server_accept_fd(sk_server *s, int lfd, struct sk__counters *ctr,
+                                    sk_addr *peer);
 SK__HIDDEN void sk__server_add_counters(sk_server *s, struct sk__counters *c);
 SK__HIDDEN void sk__server_remove_counters(sk_server *s, struct sk__counters *c);
 /* Queue bytes to every open registered connection, from the calling thread. */
@@ -178,7 +185,7 @@ SK__HIDDEN bool sk__stopping(const sk_server *s);
  * called. lock (or NULL) guards its output against other threads; it is set
  * before the connection is published in the registry. */
 SK__HIDDEN sk_conn *sk__conn_new(sk_server *s, int fd, struct sk__owner *owner,
-                                 pthread_mutex_t *lock);
+                                 pthread_mutex_t *lock, const sk_addr *peer);
 /* Call on_open (then the connection may already be closing). */
 SK__HIDDEN void sk__conn_open(sk_conn *c);
 /* Read and deliver: one read, or (drain) until EAGAIN; hup: the peer has closed. */

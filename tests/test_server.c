@@ -570,6 +570,7 @@ static void unknown_backend_names_the_valid_ones(void **state)
 }
 
 static void names_are_seen_everywhere(void **state);
+static void a_peer_that_resets_at_once_keeps_its_name(void **state);
 
 int main(int argc, char **argv)
 {
@@ -590,6 +591,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(stop_before_run_returns_at_once, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(trigger_mode_is_what_the_name_says, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(names_are_seen_everywhere, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(a_peer_that_resets_at_once_keeps_its_name, harness_setup, harness_teardown),
         cmocka_unit_test(unknown_backend_names_the_valid_ones),
     };
     char group[64];
@@ -650,5 +652,35 @@ static void names_are_seen_everywhere(void **state)
     assert_non_null(strstr(reply, peer));
     close(a);
     close(b);
+    finish(&r);
+}
+
+/* A peer that resets at once is still named by its address in on_open: the
+ * name comes from accept, not from getpeername(), which no longer can. */
+static void count_peer_name(sk_conn *c)
+{
+    bool address = strncmp(sk_conn_peer(c), "127.0.0.1:", 10) == 0;
+    shared_add(&sh->custom[address ? 0 : 1]);
+}
+
+static void a_peer_that_resets_at_once_keeps_its_name(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    struct running r;
+    sk_server *s = new_server(echo);
+    sk_server_on_open(s, count_peer_name);
+    start(&r, s);
+    for (int i = 0; i < N; i++) {
+        int fd = dial(&r);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(fd); /* a reset, before the server has looked */
+    }
+    int64_t until = tu_now_ms() + 5000;
+    while (shared_get(&sh->custom[0]) + shared_get(&sh->custom[1]) < N && tu_now_ms() < until)
+        usleep(2000);
+    assert_int_equal(shared_get(&sh->custom[1]), 0); /* none named "?" */
+    assert_int_equal(shared_get(&sh->custom[0]), N);
     finish(&r);
 }

@@ -286,7 +286,8 @@ static void listeners_ctl(struct reactor *r, int op)
 static void ep_accept(struct reactor *r, int lfd)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = sk__server_accept_fd(r->s, lfd, &r->ctr);
+        sk_addr peer;
+        int fd = sk__server_accept_fd(r->s, lfd, &r->ctr, &peer);
         if (fd == 0)
             return;
         if (fd < 0) { /* not even a descriptor to refuse with: rest the listeners */
@@ -294,7 +295,7 @@ static void ep_accept(struct reactor *r, int lfd)
             r->paused_until = r->owner.now + LISTEN_PAUSE_MS;
             return;
         }
-        sk_conn *c = sk__conn_new(r->s, fd, &r->owner, NULL);
+        sk_conn *c = sk__conn_new(r->s, fd, &r->owner, NULL, &peer);
         if (!c) {
             sk__server_release(r->s);
             sk__count(&r->ctr, SK__C_REFUSED, 1);

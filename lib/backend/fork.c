@@ -312,11 +312,12 @@ static void spawn_worker(struct fork_state *fs, int k)
 }
 
 /* A child per connection: the parent admitted it (the slot is released at reap). */
-static void spawn(struct fork_state *fs, int fd)
+static void spawn(struct fork_state *fs, int fd, const sk_addr *addr)
 {
     char peer[SK_ADDR_STRLEN];
-    if (sk_peer_addr(fd, peer, sizeof(peer)) < 0)
+    if (sk_addr_format(addr, peer, sizeof(peer)) < 0 && sk_peer_addr(fd, peer, sizeof(peer)) < 0)
         strcpy(peer, "?");
+    fs->peer = *addr; /* what the child starts with */
     int slot = fs->nfree ? fs->free_slots[--fs->nfree] : -1; /* none: it does not park */
     if (!fork_child(fs, sk__fork_child_main, fd, slot, peer)) {
         if (slot >= 0)
@@ -394,8 +395,9 @@ static void on_event(struct fork_state *fs, struct sk__watch *w, uint32_t events
     } else if (w == &fs->listen_w) {
         for (int i = 0; i < s->nlisteners && !fs->stopping; i++) {
             int fd;
-            while ((fd = sk__server_accept_fd(s, s->listeners[i], &s->ctr)) > 0)
-                spawn(fs, fd);
+            sk_addr peer;
+            while ((fd = sk__server_accept_fd(s, s->listeners[i], &s->ctr, &peer)) > 0)
+                spawn(fs, fd, &peer);
         }
     } else {
         struct child *ch = (struct child *)w;

@@ -76,6 +76,7 @@ struct fork_state {
     struct page *page;    /* MAP_SHARED */
     size_t page_size;
     int *free_slots;      /* park slots of no child (children per connection) */
+    sk_addr peer;         /* the peer of the connection a child is forked for */
     int nfree;
     struct child self;    /* reads what other threads of this process broadcast */
     int self_tx;

@@ -138,7 +138,7 @@ void sk__fork_child_main(struct fork_state *fs, int fd, int slot, int relay)
     become_child(fs, relay, false);
     sk__server_set_counter(s, &held); /* our close releases nothing shared: the parent does */
     struct sk__owner owner = {.ctr = &fs->page->ctr, .now = sk__now_ms()};
-    child.conn = sk__conn_new(s, fd, &owner, NULL);
+    child.conn = sk__conn_new(s, fd, &owner, NULL, &fs->peer);
     if (!child.conn)
         _exit(1);
     sk__serve_one(child.conn, relay, child_on_relay, NULL, child_park(slot));
@@ -172,12 +172,13 @@ void sk__fork_worker_main(struct fork_state *fs, int k, int slot, int relay)
         }
         for (int i = 0; i < n; i++) {
             int fd;
+            sk_addr peer;
             if (!(p[i].revents & POLLIN) ||
-                (fd = sk__server_accept_fd(s, p[i].fd, owner.ctr)) <= 0)
+                (fd = sk__server_accept_fd(s, p[i].fd, owner.ctr, &peer)) <= 0)
                 continue;
             __atomic_store_n(&fs->page->busy[k], 1, __ATOMIC_RELEASE);
             owner.now = sk__now_ms();
-            child.conn = sk__conn_new(s, fd, &owner, NULL);
+            child.conn = sk__conn_new(s, fd, &owner, NULL, &peer);
             if (child.conn) {
                 const char *peer = sk_conn_peer(child.conn);
                 child_send(MSG_OPEN, peer, strlen(peer) + 1);

@@ -98,7 +98,7 @@ static void pt_reap(struct pt_state *st)
     }
 }
 
-static void pt_spawn(struct pt_state *st, int fd)
+static void pt_spawn(struct pt_state *st, int fd, const sk_addr *peer)
 {
     sk_server *s = st->s;
     struct pt_thread *t = calloc(1, sizeof(*t));
@@ -113,7 +113,7 @@ static void pt_spawn(struct pt_state *st, int fd)
         goto free_t;
     if (pthread_mutex_init(&t->lock, NULL) != 0)
         goto close_wake;
-    t->conn = sk__conn_new(s, fd, &t->owner, &t->lock);
+    t->conn = sk__conn_new(s, fd, &t->owner, &t->lock, peer);
     if (!t->conn)
         goto destroy_lock;
     pthread_mutex_lock(&st->lock);
@@ -178,8 +178,9 @@ static int pt_run(sk_server *s)
             if (!(p[i].revents & POLLIN))
                 continue;
             int fd;
-            while ((fd = sk__server_accept_fd(s, s->listeners[i], &s->ctr)) > 0)
-                pt_spawn(&st, fd);
+            sk_addr peer;
+            while ((fd = sk__server_accept_fd(s, s->listeners[i], &s->ctr, &peer)) > 0)
+                pt_spawn(&st, fd, &peer);
             if (fd < 0) { /* no descriptor even for refusing: rest the listeners */
                 for (int k = 0; k < n; k++)
                     p[k].fd = -1;
