@@ -109,6 +109,10 @@ int fd_count(pid_t pid);
 
 static sk_server *served;
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Held by the control thread while it calls the server, and by the main
+ * thread to take the server away before freeing it: a stop still inside its
+ * write() to the stop descriptor must not meet sk_server_free()'s close(). */
+static pthread_mutex_t served_lock = PTHREAD_MUTEX_INITIALIZER;
 static pid_t live_server; /* killed (with its process group) by teardown if a test fails */
 
 static void stop_on_signal(int sig)
@@ -138,7 +142,11 @@ static void *control_thread(void *arg)
     ssize_t n;
     while ((n = sk_lines_read(lines, &line, -1)) > 0) {
         line[strcspn(line, "\n")] = '\0';
-        if (strcmp(line, "count") == 0) {
+        pthread_mutex_lock(&served_lock);
+        if (!served) { /* the run is over: nothing to stop, nothing to ask */
+            if (strcmp(line, "stop") != 0)
+                ctl_reply(ctl, "?\n");
+        } else if (strcmp(line, "count") == 0) {
             ctl_reply(ctl, "%d\n", sk_server_conn_count(served));
         } else if (strcmp(line, "stats") == 0) {
             sk_stats st;
@@ -154,6 +162,7 @@ static void *control_thread(void *arg)
             harness_on_command(line, reply, sizeof(reply));
             ctl_reply(ctl, "%s\n", reply);
         }
+        pthread_mutex_unlock(&served_lock);
     }
     sk_lines_free(lines);
     return NULL;
@@ -175,7 +184,9 @@ static void server_process(sk_server *s, int ctl)
     r.threads = thread_count(getpid());
     r.fds = fd_count(getpid());
     r.children = child_processes(getpid());
+    pthread_mutex_lock(&served_lock);
     __atomic_store_n(&served, NULL, __ATOMIC_RELEASE); /* a late signal stops nothing */
+    pthread_mutex_unlock(&served_lock);
     sk_server_free(s);
 #if SK_TEST_LSAN /* this process ends with _exit: check for leaks ourselves */
     r.leaks = __lsan_do_recoverable_leak_check();

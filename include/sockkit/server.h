@@ -149,7 +149,9 @@ SK_API sk_server *sk_server_new(const char *address);
 
 /**
  * Stop (if running, from another thread), close the listeners, and free the
- * server. Call it after sk_server_run() has returned. NULL is ignored.
+ * server. Call it after sk_server_run() has returned, and once no other thread
+ * (or signal handler) can still be inside a call on it: a sk_server_stop()
+ * that made the run return may not have returned itself yet. NULL is ignored.
  * @param server The server.
  * @since 1.0
  */
