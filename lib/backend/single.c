@@ -7,14 +7,15 @@
  * blocks in read. So while the connection has nothing queued, its idle timer
  * is whole (it has just read, or there is no idle timeout), and nothing is
  * owed from the relay, the child blocks in recv() on its socket, made
- * blocking, with SO_RCVTIMEO as the idle timeout. Whoever may need it meanwhile (the parent, with a relay
- * message or the stop) bumps the shared *posted and then, if *parked is set,
- * sends SK__PARK_SIGNAL. The child sets *parked, then compares *posted with
- * what it has seen: one of the two sides sees the other's store, so a wake-up
- * is never lost. The signal interrupts the recv() (EINTR: a receive timeout is
- * set, so even with SA_RESTART); one that lands before the recv() has begun
- * shortens the timeout to a tick instead. After any return but data, the
- * loop polls once, as it would without parking. */
+ * blocking, with SO_RCVTIMEO as the idle timeout (1 s at most). Whoever may
+ * need it meanwhile (the parent, with a relay message or the stop) bumps the
+ * shared *posted and then, if *parked is set, sends SK__PARK_SIGNAL. The
+ * child sets *parked, then compares *posted with what it has seen: one of the
+ * two sides sees the other's store, so a wake-up is never lost. The signal
+ * interrupts the recv() (EINTR: a receive timeout is set, so even with
+ * SA_RESTART); one that lands before the recv() has begun shortens the
+ * timeout to a tick instead. After any return but data, the loop polls once,
+ * as it would without parking; so it does, at the latest, after 1 s parked. */
 #include "../server_internal.h"
 
 #include <errno.h>
@@ -62,12 +63,16 @@ int sk__park_install(void)
     return -pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
-/* The receive timeout while parked: the idle timeout, or a long one (with no
- * timeout at all, SA_RESTART would restart the recv() over the signal). */
+/* The receive timeout while parked: the idle timeout, at most PARK_MAX_MS
+ * (with no timeout at all, SA_RESTART would restart the recv() over the
+ * signal). Past it the loop polls, as it would without parking: whatever the
+ * wake-ups do, a parked child looks at its relay at least that often. */
+#define PARK_MAX_MS 1000
+
 static int park_timeout(const sk_conn *c)
 {
     int idle = c->srv->cfg.idle_ms;
-    return idle > 0 && idle < 3600 * 1000 ? idle : 3600 * 1000;
+    return idle > 0 && idle < PARK_MAX_MS ? idle : PARK_MAX_MS;
 }
 
 static struct sk__park *park_begin(sk_conn *c, struct sk__park *park)
@@ -83,7 +88,7 @@ static struct sk__park *park_begin(sk_conn *c, struct sk__park *park)
     return park;
 }
 
-/* The receive timeout can stand for the idle timeout: none is set, or the
+/* The receive timeout cannot make the idle timeout late: none is set, or the
  * connection has just read (its clock ticks in ms: a tick may have passed). */
 static bool whole_idle_timer(const sk_conn *c)
 {
