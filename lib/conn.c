@@ -27,14 +27,20 @@ static bool discards_output(int why)
 
 /* ---- registry ---------------------------------------------------------- */
 
+/* The length of an address the connection keeps (IPv4, IPv6), else 0. */
+static socklen_t kept_len(int family)
+{
+    return family == AF_INET ? sizeof(struct sockaddr_in)
+         : family == AF_INET6 ? sizeof(struct sockaddr_in6) : 0;
+}
+
 sk_conn *sk__conn_new(sk_server *s, int fd, struct sk__owner *owner, pthread_mutex_t *lock,
                       const sk_addr *peer)
 {
     sk_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    if (peer && ((peer->u.sa.sa_family == AF_INET && peer->len == sizeof(c->peer_sa.in)) ||
-                 (peer->u.sa.sa_family == AF_INET6 && peer->len == sizeof(c->peer_sa.in6))))
+    if (peer && peer->len == kept_len(peer->u.sa.sa_family)) /* 0 bytes for others */
         memcpy(&c->peer_sa, &peer->u, peer->len);
     c->w.kind = SK__W_CONN;
     c->fd = fd;
@@ -198,17 +204,12 @@ int sk__conn_flush(sk_conn *c)
 
 /* ---- input ------------------------------------------------------------- */
 
-static bool still_reading(const sk_conn *c)
-{
-    return c->state == SK__OPEN && !pending_of(c);
-}
-
 static bool line_to_handler(void *arg, char *line, size_t len)
 {
     sk_conn *c = arg;
     if (c->srv->cfg.on_data)
         c->srv->cfg.on_data(c, line, len);
-    return still_reading(c);
+    return sk__conn_reading(c);
 }
 
 static void deliver(sk_conn *c, char *buf, size_t n)
@@ -226,7 +227,7 @@ static void deliver(sk_conn *c, char *buf, size_t n)
 
 static void end_of_input(sk_conn *c)
 {
-    if (still_reading(c)) /* a last line without '\n' */
+    if (sk__conn_reading(c)) /* a last line without '\n' */
         sk__framer_finish(&c->lines, line_to_handler, c);
     sk__conn_request_close(c, SK_CLOSE_PEER);
 }
@@ -249,7 +250,7 @@ void sk__conn_got(sk_conn *c, char *buf, ssize_t n)
 void sk__conn_input(sk_conn *c, char *buf, size_t cap, bool drain, bool hup)
 {
     sk__count(c->owner->ctr, SK__C_READ_EVENTS, 1);
-    while (still_reading(c)) {
+    while (sk__conn_reading(c)) {
         /* A byte kept for the NUL; MSG_DONTWAIT: the fork backend's children
          * keep their sockets blocking (see single.c). */
         ssize_t n = recv(c->fd, buf, cap - 1, MSG_DONTWAIT);
@@ -416,9 +417,8 @@ static const char *addr_text_locked(sk_conn *c, char **slot, bool peer)
     if (!*slot) {
         char buf[SK_ADDR_STRLEN];
         int rc;
-        if (peer && c->peer_sa.sa.sa_family != AF_UNSPEC) {
-            sk_addr a = {.len = c->peer_sa.sa.sa_family == AF_INET ? sizeof(c->peer_sa.in)
-                                                                    : sizeof(c->peer_sa.in6)};
+        sk_addr a = {.len = peer ? kept_len(c->peer_sa.sa.sa_family) : 0};
+        if (a.len) {
             memcpy(&a.u, &c->peer_sa, a.len);
             rc = sk_addr_format(&a, buf, sizeof(buf));
         } else {
@@ -521,7 +521,7 @@ int sk_conn_drive(sk_conn *c, bool readable, bool writable)
         return 0;
     sk_server *s = c->srv;
     c->owner->now = sk__now_ms();
-    if (readable && still_reading(c))
+    if (readable && sk__conn_reading(c))
         sk__conn_input(c, s->scratch, SK__SCRATCH + 1, false, false);
     if ((writable || c->state == SK__CLOSING) && sk__conn_wants_write(c))
         sk__conn_flush(c);
@@ -530,7 +530,7 @@ int sk_conn_drive(sk_conn *c, bool readable, bool writable)
         return 0;
     }
     int want = SK_WANT_TIMER;
-    if (c->state == SK__OPEN && !pending_of(c))
+    if (sk__conn_reading(c))
         want |= SK_WANT_READ;
     if (sk__conn_wants_write(c))
         want |= SK_WANT_WRITE;

@@ -209,6 +209,11 @@ SK__HIDDEN void sk__conn_free(sk_conn *c);
 SK__HIDDEN const char *sk__conn_name_locked(sk_conn *c);
 /* Milliseconds until the connection's next deadline, -1 for none. */
 SK__HIDDEN int sk__conn_timeout(const sk_conn *c);
+/* Open and no close requested: it still takes input. */
+static inline bool sk__conn_reading(const sk_conn *c)
+{
+    return c->state == SK__OPEN && !__atomic_load_n(&c->pending, __ATOMIC_ACQUIRE);
+}
 static inline bool sk__conn_wants_write(const sk_conn *c)
 {
     return c->out_len > 0 && !c->dead_output;

@@ -47,8 +47,7 @@ static int child_dispatch(sk_name_fn fn, void *arg, bool *got_names)
     char *payload;
     int names = 0;
     while (sk__next_msg(&child.in, &h, &payload)) {
-        if (h.type == MSG_DELIVER && child.conn && child.conn->state == SK__OPEN &&
-            !__atomic_load_n(&child.conn->pending, __ATOMIC_RELAXED)) {
+        if (h.type == MSG_DELIVER && child.conn && sk__conn_reading(child.conn)) {
             sk__conn_queue(child.conn, payload, h.len, true);
         } else if (h.type == MSG_NAMES_REP && fn) {
             for (size_t off = 0; off < h.len; off += strlen(payload + off) + 1, names++)

@@ -134,7 +134,7 @@ void sk__serve_one(sk_conn *c, int extra_fd, void (*on_extra)(sk_conn *c, void *
         c->owner->now = sk__now_ms();
         if (sk__conn_settle(c))
             break;
-        bool open = c->state == SK__OPEN && !__atomic_load_n(&c->pending, __ATOMIC_ACQUIRE);
+        bool open = sk__conn_reading(c);
         lock_conn(c);
         bool want_write = sk__conn_wants_write(c);
         unlock_conn(c);
@@ -147,7 +147,7 @@ void sk__serve_one(sk_conn *c, int extra_fd, void (*on_extra)(sk_conn *c, void *
                 if (n >= 0 || (n != -EINTR && n != -EAGAIN))
                     continue;
                 /* A wake-up, a timeout or a stray signal: look at everything. */
-                open = c->state == SK__OPEN && !__atomic_load_n(&c->pending, __ATOMIC_ACQUIRE);
+                open = sk__conn_reading(c);
             }
         }
 
