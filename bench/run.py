@@ -11,6 +11,17 @@ could not run, which is what the --quick smoke run checks.
 
     python3 bench/run.py --build build-bench            # the full run (~15 min)
     python3 bench/run.py --build build-bench --quick    # one short round (< 1 min)
+    python3 bench/run.py --build build-bench --only proxy --rounds 3   # proxies (~8 min)
+
+The proxy scenarios put a proxy between sk-bench and one raw-epoll echo:
+examples/sk-proxy of the same build and, where installed, HAProxy, nginx's
+stream module and socat; install them first (Debian):
+
+    apt-get install -y haproxy nginx-light libnginx-mod-stream socat linux-perf
+
+A proxy that is not there reads n/a. Its system calls per message are counted
+with perf stat (Debian: linux-perf), in a second, shorter load; --quick skips
+that count.
 """
 import argparse
 import json
@@ -18,7 +29,9 @@ import os
 import platform
 import resource
 import select
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +59,25 @@ SERVERS = {
     "naive-thread": ("naive-thread", [], "peer: seed's thread per client"),
     "naive-fork": ("naive-fork", [], "peer: seed's fork per client"),
 }
+
+# ---- proxies ----------------------------------------------------------------
+
+# Every proxy relays to one raw-epoll echo (the floor's program), started afresh
+# for each run; sk-bench talks to the proxy.
+ECHO = "floor"
+PROXIES = {
+    # name: (program, extra arguments, what it is)
+    "sk-proxy epoll-et": ("sk-proxy", ["--backend", "epoll-et"], "libsockkit example"),
+    "sk-proxy epoll-lt": ("sk-proxy", ["--backend", "epoll-lt"], "libsockkit example"),
+    "sk-proxy pthread": ("sk-proxy", ["--backend", "pthread"], "libsockkit, thread per conn"),
+    "sk-proxy fork": ("sk-proxy", ["--backend", "fork"], "libsockkit, process per conn"),
+    "haproxy": ("haproxy", [], "HAProxy, mode tcp, nbthread 1"),
+    "nginx": ("nginx", [], "nginx stream module, 1 worker, no master"),
+    "socat": ("socat", [], "socat fork: a process per connection"),
+    "direct": ("direct", [], "no proxy: sk-bench talks to the echo itself"),
+}
+NGINX_STREAM = ["/usr/lib/nginx/modules/ngx_stream_module.so",
+                "/usr/share/nginx/modules/ngx_stream_module.so"]
 
 # ---- scenarios --------------------------------------------------------------
 
@@ -98,7 +130,31 @@ SCENARIOS = [
         "base": "floor",
         "idle": True,
     },
+    {
+        "key": "proxy",
+        "family": "proxy",
+        "title": "proxies to one raw-epoll echo: 64-byte ping-pong, 50 connections",
+        "load": PINGPONG + ["--depth", "1"],
+        "servers": list(PROXIES),
+        "base": "direct",
+        "proxy": True,
+    },
+    {
+        "key": "proxy-64k",
+        "family": "proxy",
+        "title": "proxies to one raw-epoll echo: 64 KiB messages, 50 connections, 1 in flight",
+        "load": ["--mode", "pingpong", "--conns", "50", "--size", "65536", "--depth", "1"],
+        "servers": list(PROXIES),
+        "base": "direct",
+        "metric": "mb_s",
+        "proxy": True,
+    },
 ]
+
+
+def selected(args, sc):
+    """Whether --only names the scenario, or its family (--only proxy: both)."""
+    return not args.only or bool(args.only & {sc["key"], sc.get("family")})
 
 
 def log(msg):
@@ -114,6 +170,11 @@ class ServerFailed(Exception):
 def start_server(bindir, name, logf):
     binary, extra, _ = SERVERS[name]
     argv = [os.path.join(bindir, binary), "--listen", "127.0.0.1:0"] + extra
+    return spawn_announced(argv, name, logf)
+
+
+def spawn_announced(argv, name, logf):
+    """Start a program that prints "listening on ADDR ..." when ready: (proc, ADDR)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=logf,
                             start_new_session=True, text=True)
     deadline = time.monotonic() + 5
@@ -128,7 +189,7 @@ def start_server(bindir, name, logf):
     if not line.startswith("listening on "):
         stop_server(proc)
         raise ServerFailed(f"{name}: no 'listening on' line (exit {proc.returncode})")
-    return proc, line[len("listening on "):].strip()
+    return proc, line[len("listening on "):].split()[0]
 
 
 def stop_server(proc):
@@ -194,6 +255,26 @@ def busy_elsewhere(res):
     return res.get("other_cpu_s", 0) / res.get("secs", 1)
 
 
+def bench(bindir, name, addr, pid, load, timing):
+    """One sk-bench load against addr, pid being the server: its figures, or None."""
+    argv = [os.path.join(bindir, "sk-bench"), "--connect", addr,
+            "--server-pid", str(pid)] + load + timing
+    limit = 60 + 4 * float(timing[1]) + float(timing[3])
+    try:
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        log(f"  {name}: sk-bench timed out")
+        return None
+    if out.returncode != 0 or not out.stdout.strip():
+        log(f"  {name}: sk-bench failed: {out.stderr.strip()}")
+        return None
+    res = parse_line(out.stdout.strip().splitlines()[-1])
+    if res.get("errors", 0) > 0:
+        log(f"  {name}: {int(res['errors'])} errors")
+    return res
+
+
 def run_one(bindir, name, load, timing, logdir):
     """One fresh server under one load: the sk-bench figures, or None."""
     with tempfile.NamedTemporaryFile("w+", dir=logdir, prefix="server-", delete=False) as logf:
@@ -203,25 +284,205 @@ def run_one(bindir, name, load, timing, logdir):
             logf.seek(0)
             log(f"  {e}: {logf.read().strip()[-300:]}")
             return None
-        argv = [os.path.join(bindir, "sk-bench"), "--connect", addr,
-                "--server-pid", str(proc.pid)] + load + timing
-        limit = 60 + 4 * float(timing[1]) + float(timing[3])
         try:
-            out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, timeout=limit)
-        except subprocess.TimeoutExpired:
-            log(f"  {name}: sk-bench timed out")
-            return None
+            return bench(bindir, name, addr, proc.pid, load, timing)
         finally:
             stop_server(proc)
-        if out.returncode != 0 or not out.stdout.strip():
-            log(f"  {name}: sk-bench failed: {out.stderr.strip()}")
+
+
+# ---- a proxy in front of the echo --------------------------------------------
+
+def nginx_stream_module():
+    return next((p for p in NGINX_STREAM if os.path.exists(p)), None)
+
+
+def proxy_available(bindir, name):
+    program = PROXIES[name][0]
+    if not available(bindir, ECHO):
+        return False
+    if program == "sk-proxy":
+        return os.access(sk_proxy_path(bindir), os.X_OK)
+    if program == "nginx":
+        return shutil.which("nginx") is not None and nginx_stream_module() is not None
+    return program == "direct" or shutil.which(program) is not None
+
+
+def sk_proxy_path(bindir):
+    return os.path.join(os.path.dirname(bindir), "examples", "sk-proxy")
+
+
+def free_port():
+    """A port nothing listens on now (HAProxy, nginx and socat cannot report
+    the port of a :0 listener; another program could take it meanwhile)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def max_conns():
+    """A connection limit that fits the descriptors: each relayed connection
+    holds two, and the proxy needs a few of its own."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(64, min(4096, (soft - 64) // 2))
+
+
+def proxy_argv(name, echo, port, tmp):
+    """The command line of a third-party proxy on 127.0.0.1:port, its
+    configuration written into tmp."""
+    program = PROXIES[name][0]
+    if program == "haproxy":
+        cfg = os.path.join(tmp, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(f"global\n    nbthread 1\n    maxconn {max_conns()}\n"
+                    "defaults\n    mode tcp\n    timeout connect 5s\n"
+                    "    timeout client 1m\n    timeout server 1m\n"
+                    f"listen relay\n    bind 127.0.0.1:{port}\n    server echo {echo}\n")
+        return ["haproxy", "-f", cfg, "-db"]
+    if program == "nginx":
+        cfg = os.path.join(tmp, "nginx.conf")
+        with open(cfg, "w") as f:
+            f.write(f"load_module {nginx_stream_module()};\n"
+                    "master_process off;\ndaemon off;\nworker_processes 1;\n"
+                    f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\n"
+                    f"events {{ worker_connections {max_conns()}; }}\n"
+                    f"stream {{ server {{ listen 127.0.0.1:{port}; proxy_pass {echo}; }} }}\n")
+        # -e: the error log before the configuration is read (not /var/log).
+        return ["nginx", "-p", tmp + "/", "-c", cfg, "-e", f"{tmp}/error.log"]
+    # nodelay on both sides, as every other server here (and HAProxy, nginx) sets;
+    # a backlog of 4096, as the peers', not socat's 5 (50 connects at once would
+    # wait for SYN retransmits).
+    return ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay,backlog=4096",
+            f"TCP:{echo},nodelay"]
+
+
+def start_proxy(bindir, name, echo, logf, tmp):
+    """The proxy relaying to echo: (proc, its address)."""
+    program, extra, _ = PROXIES[name]
+    if program == "sk-proxy":
+        argv = [sk_proxy_path(bindir), "--to", echo, "--listen", "127.0.0.1:0"] + extra
+        return spawn_announced(argv, name, logf)
+    port = free_port()
+    proc = subprocess.Popen(proxy_argv(name, echo, port, tmp), stdin=subprocess.DEVNULL,
+                            stdout=logf, stderr=logf, start_new_session=True)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:  # ready when it accepts
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc, f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    stop_server(proc)
+    raise ServerFailed(f"{name}: not accepting on port {port} (exit {proc.returncode})")
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in seconds (clock ticks), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root):
+    """root and its descendants now, as pids."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    tree, i = [root], 0
+    while i < len(tree):
+        tree += children.get(tree[i], [])
+        i += 1
+    return tree
+
+
+def perf_pass(bindir, name, addr, pid, load, seconds, logdir):
+    """A second, shorter load on the same proxy, with perf stat counting the
+    proxy's system calls and task-clock from before its first message to
+    after its last (as compare.py does): {"syscalls_msg", "perf_cpu_ns_msg"}.
+    Counting the sys_enter tracepoint slows every system call, so msgs/s and
+    the CPU per message of the table come from the first load, without perf.
+
+    perf stat -p follows every thread of each pid it is given, and with
+    inherit (its default) every thread or process created after it attached;
+    but not a child forked before: a fork-per-connection proxy may hold the
+    children of the first load's connections, still exiting. So the whole
+    tree is listed from /proc and given; the children of this load's
+    connections are forked after perf attached, and inherit its counters."""
+    out = os.path.join(logdir, "perf.txt")
+    for _ in range(5):  # a child of the first load may exit while perf attaches
+        argv = ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,task-clock",
+                "-p", ",".join(str(p) for p in process_tree(pid)), "-o", out]
+        perf = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        time.sleep(0.5)  # attached before the load starts
+        if perf.poll() is None:
+            break
+    res = bench(bindir, name, addr, pid, load, ["--duration", str(seconds), "--warmup", "0"])
+    perf.send_signal(signal.SIGINT)
+    try:
+        _, err = perf.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        perf.kill()
+        perf.wait()
+        err = "did not stop"
+    got = {}
+    if os.path.exists(out):
+        with open(out) as f:
+            for line in f:
+                fields = line.split(",")
+                if len(fields) > 2 and fields[0][:1].isdigit():
+                    got[fields[2]] = float(fields[0])
+        os.unlink(out)
+    syscalls, task_ms = got.get("raw_syscalls:sys_enter"), got.get("task-clock")
+    if syscalls is None or task_ms is None:
+        log(f"  {name}: perf stat counted nothing: {err.strip()[-200:]}")
+        return {}
+    if not res or not res.get("msgs"):
+        return {}
+    return {"syscalls_msg": syscalls / res["msgs"], "perf_cpu_ns_msg": task_ms * 1e6 / res["msgs"]}
+
+
+def run_proxy(bindir, name, load, timing, logdir, perf_seconds):
+    """A fresh echo and a fresh proxy in front of it under one load: the
+    sk-bench figures (the proxy as the server), or None. The echo's CPU is
+    not someone else's work: it is taken out of other_cpu_s."""
+    with tempfile.NamedTemporaryFile("w+", dir=logdir, prefix="server-", delete=False) as logf, \
+            tempfile.TemporaryDirectory(dir=logdir, prefix="proxy-") as tmp:
+        procs = []
+        try:
+            echo, echo_addr = start_server(bindir, ECHO, logf)
+            procs.append(echo)
+            proxy, addr = echo, echo_addr
+            if PROXIES[name][0] != "direct":
+                proxy, addr = start_proxy(bindir, name, echo_addr, logf, tmp)
+                procs.append(proxy)
+            t0, e0 = time.monotonic(), cpu_ticks(echo.pid)
+            res = bench(bindir, name, addr, proxy.pid, load, timing)
+            t1, e1 = time.monotonic(), cpu_ticks(echo.pid)
+            if res is None:
+                return None
+            if proxy is not echo and e0 is not None and e1 is not None:
+                res["echo_cpu_s"] = (e1 - e0) * res.get("secs", 0) / (t1 - t0)
+                res["other_cpu_s"] = res.get("other_cpu_s", 0) - res["echo_cpu_s"]
+            if perf_seconds:
+                res.update(perf_pass(bindir, name, addr, proxy.pid, load, perf_seconds, logdir))
+            return res
+        except ServerFailed as e:
+            logf.seek(0)
+            log(f"  {e}: {logf.read().strip()[-300:]}")
             return None
-        res = parse_line(out.stdout.strip().splitlines()[-1])
-        if res.get("errors", 0) > 0:
-            log(f"  {name}: {int(res['errors'])} errors")
-        return res
-    return None
+        finally:
+            for p in reversed(procs):
+                stop_server(p)
 
 
 # ---- the run ----------------------------------------------------------------
@@ -230,7 +491,7 @@ def plan(args):
     """The (scenario, server, load, tag) list of one round, in order."""
     runs = []
     for sc in SCENARIOS:
-        if args.only and sc["key"] not in args.only:
+        if not selected(args, sc):
             continue
         for name in sc["servers"]:
             if args.servers and name not in args.servers and name != sc["base"]:
@@ -244,11 +505,15 @@ def plan(args):
 
 
 def available(bindir, name):
+    if name in PROXIES:
+        return proxy_available(bindir, name)
     return os.access(os.path.join(bindir, SERVERS[name][0]), os.X_OK)
 
 
 def run_all(args, bindir, logdir):
     timing = ["--duration", str(args.duration), "--warmup", str(args.warmup)]
+    # The proxies' second load, under perf: not in --quick, nor without perf.
+    perf_seconds = 0 if args.quick or not shutil.which("perf") else max(1.0, args.duration / 2)
     results = {}  # (scenario key, server, tag) -> [figures of each round]
     failures = []
     runs = plan(args)
@@ -268,7 +533,10 @@ def run_all(args, bindir, logdir):
                 res = None
                 for attempt in range(1 + args.retries):
                     wait_quiet(args)
-                    got = run_one(bindir, name, load, timing, logdir)
+                    if sc.get("proxy"):
+                        got = run_proxy(bindir, name, load, timing, logdir, perf_seconds)
+                    else:
+                        got = run_one(bindir, name, load, timing, logdir)
                     if got is None:
                         break
                     # Keep the quietest attempt; when something else kept the
@@ -285,6 +553,8 @@ def run_all(args, bindir, logdir):
                     res["round"] = rnd
                     results[key].append(res)
                 shown = "n/a" if res is None else f"{res.get('msgs_s', 0):.0f}/s"
+                if res is not None and "syscalls_msg" in res:
+                    shown += f" {res['syscalls_msg']:.2f} syscalls/msg"
                 log(f"  {sc['key']:9} {name:13} {tag:8} {shown}")
     return results, failures
 
@@ -314,9 +584,36 @@ def fmt_ratio(v):
     return "n/a" if v is None else f"{v:.2f}×"
 
 
+def proxy_table(sc, results):
+    """The table of a proxy scenario: the proxy's figures, the echo's left out."""
+    key, base = sc["key"], sc["base"]
+    metric = sc.get("metric", "msgs_s")
+    unit = {"msgs_s": "msgs/s", "mb_s": "MB/s"}[metric]
+    head = ["proxy", unit, f"× {base}", "proxy CPU µs/msg", "syscalls/msg",
+            "µs/msg under perf", "client CPU", "p50 µs", "p99 µs", "p99.9 µs", "errors"]
+    rows = []
+    for name in sc["servers"]:
+        k = (key, name, "")
+        val, cpu = med(results, k, metric), med(results, k, "srv_cpu_ns_msg")
+        perf_cpu = med(results, k, "perf_cpu_ns_msg")
+        cli, secs = med(results, k, "cli_cpu_s"), med(results, k, "secs")
+        errs = sum(r.get("errors", 0) for r in results.get(k, []))
+        rows.append([name, fmt(val, ".1f" if metric == "mb_s" else ".0f"),
+                     fmt_ratio(ratio_med(results, k, (key, base, ""), metric)),
+                     fmt(cpu / 1e3 if cpu is not None else None, ".2f"),
+                     fmt(med(results, k, "syscalls_msg"), ".2f"),
+                     fmt(perf_cpu / 1e3 if perf_cpu is not None else None, ".2f"),
+                     fmt(cli / secs if cli is not None and secs else None, ".0%"),
+                     fmt(med(results, k, "p50_us"), ".0f"), fmt(med(results, k, "p99_us"), ".0f"),
+                     fmt(med(results, k, "p999_us"), ".0f"), f"{errs:.0f}"])
+    return head, rows
+
+
 def scenario_table(sc, results, idle):
     """A markdown table for a scenario: header, rows."""
     key, base = sc["key"], sc["base"]
+    if sc.get("proxy"):
+        return proxy_table(sc, results)
     if sc.get("idle"):
         head = ["server", "RSS per idle conn (B)", "p99 without (µs)",
                 f"p99 with {idle} idle (µs)", "p99 ratio", "msgs/s without", "msgs/s with",
@@ -397,6 +694,41 @@ def targets(results):
     return ["target (issue 5)", "measured", "goal", ""], rows
 
 
+def proxy_targets(results):
+    """The proxy's targets: (what, measured, goal, met) rows."""
+    rows = []
+
+    def check(what, value, goal, at_least=True, unit="×"):
+        if value is None:
+            rows.append([what, "n/a", goal, "n/a"])
+            return
+        bound = float(goal.split()[-1].rstrip("×"))
+        met = value >= bound if at_least else value <= bound
+        rows.append([what, f"{value:.2f}{unit}", goal, "met" if met else "MISSED"])
+
+    def r(sc, a, b, field):
+        return ratio_med(results, (sc, a, ""), (sc, b, ""), field)
+
+    def best(sc, field, pick):
+        got = {n: med(results, (sc, n, ""), field) for n in ("haproxy", "nginx")}
+        got = {n: v for n, v in got.items() if v is not None}
+        return pick(got, key=got.get) if got else "haproxy"
+
+    et = "sk-proxy epoll-et"
+    check(f"ping-pong: {et}, system calls per message",
+          med(results, ("proxy", et, ""), "syscalls_msg"), "≤ 4.3", False, "")
+    cheap = best("proxy", "srv_cpu_ns_msg", min)
+    check(f"ping-pong: {et} / {cheap}, proxy CPU per message",
+          r("proxy", et, cheap, "srv_cpu_ns_msg"), "≤ 0.92×", False)
+    fast = best("proxy", "msgs_s", max)
+    check(f"ping-pong: {et} / {fast}, msgs/s", r("proxy", et, fast, "msgs_s"), "≥ 1.00×")
+    for peer in ("haproxy", "nginx"):
+        check(f"64 KiB: {et} / {peer}, MB/s", r("proxy-64k", et, peer, "mb_s"), "≥ 1.00×")
+    for be in ("sk-proxy fork", "sk-proxy pthread"):
+        check(f"ping-pong: {be} / socat, msgs/s", r("proxy", be, "socat", "msgs_s"), "≥ 1.00×")
+    return ["proxy target", "measured", "goal", ""], rows
+
+
 def markdown(head, rows):
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -414,7 +746,7 @@ def text_table(head, rows):
 def report(args, results, elapsed):
     parts_md, parts_txt = [], []
     for sc in SCENARIOS:
-        if args.only and sc["key"] not in args.only:
+        if not selected(args, sc):
             continue
         title = sc["title"].replace("IDLE", str(args.idle))
         head, rows = scenario_table(sc, results, args.idle)
@@ -424,6 +756,10 @@ def report(args, results, elapsed):
         head, rows = targets(results)
         parts_md.append(f"### Targets\n\n{markdown(head, rows)}\n")
         parts_txt.append(f"== targets\n{text_table(head, rows)}\n")
+    if any(sc.get("proxy") and selected(args, sc) for sc in SCENARIOS):
+        head, rows = proxy_targets(results)
+        parts_md.append(f"### Proxy targets\n\n{markdown(head, rows)}\n")
+        parts_txt.append(f"== proxy targets\n{text_table(head, rows)}\n")
     cmd = "python3 bench/run.py " + " ".join(sys.argv[1:])
     others = [busy_elsewhere(r) for runs in results.values() for r in runs]
     took = "" if args.from_json else f"{elapsed / 60:.1f} min in all; "
@@ -459,7 +795,7 @@ def main():
     ap.add_argument("--duration", type=float, default=2.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections (idle scenario)")
-    ap.add_argument("--only", help="comma-separated scenario keys")
+    ap.add_argument("--only", help="comma-separated scenario keys (proxy: proxy, proxy-64k)")
     ap.add_argument("--servers", help="comma-separated server names (the base always runs)")
     ap.add_argument("--max-other", type=float, default=0.25,
                     help="CPUs busy elsewhere that make a run be repeated (default 0.25)")
@@ -483,6 +819,12 @@ def main():
     for name in SERVERS:
         if not available(bindir, name):
             log(f"note: {SERVERS[name][0]} not built: {name} is n/a")
+    if any(sc.get("proxy") and selected(args, sc) for sc in SCENARIOS):
+        for name in PROXIES:
+            if not available(bindir, name):
+                log(f"note: {PROXIES[name][0]} not found: {name} is n/a")
+        if not args.quick and not shutil.which("perf"):
+            log("note: no perf: the proxies' system calls per message are n/a")
 
     # Every server and the load generator inherit the raised descriptor limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

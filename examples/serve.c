@@ -12,6 +12,7 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:5188"
 #define MAX_LISTEN 8 /* sk_server_add_listen() takes this many */
+#define MAX_EXTRA 16 /* a program's own options, at most */
 
 static const struct serve_option common[] = {
     {"listen", "ADDR", "host:port, [v6]:port, *:port or unix:/path; repeatable"},
@@ -28,6 +29,7 @@ struct cmdline {
     const struct serve_option *extra;
     const char *listen[MAX_LISTEN];
     int nlisten;
+    const char *given[MAX_EXTRA]; /* the values of extra[i], or NULL */
 };
 
 static const struct serve_option *find(const struct cmdline *cl, const char *name, size_t len)
@@ -50,6 +52,20 @@ static int word(FILE *f, const struct cmdline *cl, int col, const char *text)
     return col + fprintf(f, "%s", text);
 }
 
+/* The column of the options' help: past the longest "--NAME ARG". */
+static int help_column(const struct cmdline *cl)
+{
+    int column = 19;
+    for (int table = 0; table < 2; table++) {
+        const struct serve_option *o = table ? cl->extra : common;
+        for (; o && o->name; o++) {
+            int len = (int)(strlen(o->name) + strlen(o->arg)) + 3;
+            column = len > column ? len : column;
+        }
+    }
+    return column;
+}
+
 /* The synopsis; with @full, a line per option too. */
 static void usage(FILE *f, const struct cmdline *cl, bool full)
 {
@@ -58,7 +74,7 @@ static void usage(FILE *f, const struct cmdline *cl, bool full)
     for (int table = 0; table < 2; table++) {
         const struct serve_option *o = table ? cl->extra : common;
         for (; o && o->name; o++) {
-            snprintf(item, sizeof(item), " [--%s %s]", o->name, o->arg);
+            snprintf(item, sizeof(item), o->required ? " --%s %s" : " [--%s %s]", o->name, o->arg);
             col = word(f, cl, col, item);
         }
     }
@@ -69,11 +85,12 @@ static void usage(FILE *f, const struct cmdline *cl, bool full)
         return;
     }
     fprintf(f, "\n");
+    int column = help_column(cl);
     for (int table = 0; table < 2; table++) {
         const struct serve_option *o = table ? cl->extra : common;
         for (; o && o->name; o++) {
             snprintf(item, sizeof(item), "--%s %s", o->name, o->arg);
-            fprintf(f, "  %-19s %s\n", item, o->help);
+            fprintf(f, "  %-*s %s\n", column, item, o->help);
         }
     }
     sk_backend_list(backends, sizeof(backends));
@@ -83,15 +100,25 @@ static void usage(FILE *f, const struct cmdline *cl, bool full)
             backends);
 }
 
+/* Remember the value of one of the program's own options. */
+static void note(struct cmdline *cl, const struct serve_option *o, const char *value)
+{
+    for (int i = 0; i < MAX_EXTRA && cl->extra && cl->extra[i].name; i++)
+        if (o == &cl->extra[i])
+            cl->given[i] = value;
+}
+
 /* Apply one option; an exit status on error, -1 if all is well. */
 static int apply(sk_server *s, struct cmdline *cl, const struct serve_option *o, const char *value)
 {
     char backends[256];
-    int rc = sk_server_set_option(s, o->name, value);
-    if (rc == 0 && strcmp(o->name, "listen") == 0)
-        cl->listen[cl->nlisten++] = value;
-    if (rc == 0)
+    int rc = o->set ? o->set(s, value) : sk_server_set_option(s, o->name, value);
+    if (rc == 0) {
+        if (strcmp(o->name, "listen") == 0)
+            cl->listen[cl->nlisten++] = value;
+        note(cl, o, value);
         return -1;
+    }
     if (rc == SK_EBACKEND) {
         sk_backend_list(backends, sizeof(backends));
         fprintf(stderr, "%s: unknown backend '%s'; the backends are: %s\n", cl->prog, value,
@@ -103,6 +130,20 @@ static int apply(sk_server *s, struct cmdline *cl, const struct serve_option *o,
         usage(stderr, cl, false);
     }
     return 2;
+}
+
+/* 2 if a required option was not given (and say so), else -1. */
+static int missing(const struct cmdline *cl)
+{
+    for (int i = 0; i < MAX_EXTRA && cl->extra && cl->extra[i].name; i++) {
+        const struct serve_option *o = &cl->extra[i];
+        if (o->required && !cl->given[i]) {
+            fprintf(stderr, "%s: --%s %s is needed (%s)\n", cl->prog, o->name, o->arg, o->help);
+            usage(stderr, cl, false);
+            return 2;
+        }
+    }
+    return -1;
 }
 
 /* Apply the command line; an exit status when the program should end now. */
@@ -131,7 +172,7 @@ static int parse(sk_server *s, struct cmdline *cl, int argc, char **argv)
         if (rc >= 0)
             return rc;
     }
-    return -1;
+    return missing(cl);
 }
 
 static void bind_error(const struct cmdline *cl, int rc)
@@ -175,7 +216,11 @@ int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra)
         goto out;
     }
     sk_server_address(s, address, sizeof(address));
-    printf("listening on %s backend=%s\n", address, sk_server_backend(s));
+    printf("listening on %s backend=%s", address, sk_server_backend(s));
+    for (int i = 0; i < MAX_EXTRA && extra && extra[i].name; i++)
+        if (extra[i].shown && cl.given[i])
+            printf(" %s=%s", extra[i].name, cl.given[i]);
+    printf("\n");
     fflush(stdout);
     if ((rc = sk_server_run(s)) < 0)
         fprintf(stderr, "%s: %s\n", cl.prog, sk_strerror(rc));

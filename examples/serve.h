@@ -6,18 +6,25 @@
 
 #include <sockkit/sockkit.h>
 
+#include <stdbool.h>
+
 /* An option a server takes beyond the common ones: --NAME ARG, passed to
- * sk_server_set_option() under the same name. */
+ * sk_server_set_option() under the same name, or to @set if it has one. */
 struct serve_option {
     const char *name; /* "max-line" */
     const char *arg;  /* "BYTES" */
     const char *help; /* one line for --help */
+    /* The program's own option: 0, or a negative code for a bad value. */
+    int (*set)(sk_server *s, const char *value);
+    bool required; /* the command line must give it */
+    bool shown;    /* on the "listening on" line, as NAME=VALUE */
 };
 
 /*
  * Apply the command line to @s (created with sk_server_new(NULL) and given
  * its handlers), listen on 127.0.0.1:5188 unless told otherwise, print
- * "listening on ADDR backend=NAME", serve until SIGINT or SIGTERM, free @s.
+ * "listening on ADDR backend=NAME" (and NAME=VALUE of the shown options),
+ * serve until SIGINT or SIGTERM, free @s.
  * @extra lists the server's own options, ended by {0}; may be NULL.
  * Returns the exit status for main(): 0 after a signal, 1 on an error, 2 on
  * a bad command line. Errors are printed to stderr.

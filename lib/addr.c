@@ -96,6 +96,14 @@ int sk__hostport_split(const char *text, struct sk__hostport *hp)
     return 0;
 }
 
+int sk__hostport_target(const char *text, struct sk__hostport *hp, sk_addr *out)
+{
+    int rc = sk__hostport_split(text, hp);
+    if (rc < 0)
+        return rc;
+    return hp->kind == SK__WILDCARD ? -EINVAL : sk__hostport_numeric(hp, out);
+}
+
 int sk__hostport_numeric(const struct sk__hostport *hp, sk_addr *out)
 {
     memset(out, 0, sizeof(*out));

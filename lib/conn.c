@@ -3,6 +3,7 @@
  * output with a cap, close requests and the orderly close. */
 #include "server_internal.h"
 #include "framer.h"
+#include "transport.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -12,8 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define lock_conn(c) ((c)->lock ? (void)pthread_mutex_lock((c)->lock) : (void)0)
-#define unlock_conn(c) ((c)->lock ? (void)pthread_mutex_unlock((c)->lock) : (void)0)
+/* Buffers one flush hands the transport (several chunks, one system call). */
+#define FLUSH_IOV 16
 
 static int pending_of(const sk_conn *c)
 {
@@ -22,96 +23,142 @@ static int pending_of(const sk_conn *c)
 
 static bool discards_output(int why)
 {
-    return why == SK_CLOSE_RESET || why == SK_CLOSE_SLOW || why == SK_CLOSE_ERROR;
+    return why == SK_CLOSE_RESET || why == SK_CLOSE_SLOW || why == SK_CLOSE_ERROR ||
+           why == SK_CLOSE_CONNECT;
 }
 
-/* ---- registry ---------------------------------------------------------- */
+/* ---- a new connection ------------------------------------------------ */
 
-/* The length of an address the connection keeps (IPv4, IPv6), else 0. */
-static socklen_t kept_len(int family)
+/* The connection's timer fired: settle it, unless it has read since the idle
+ * timeout was counted from (then count again from its last read). Reads do
+ * not touch the heap: a busy connection costs one re-arm per idle period. */
+static void on_timer(struct sk__timer *t, int64_t now)
 {
-    return family == AF_INET ? sizeof(struct sockaddr_in)
-         : family == AF_INET6 ? sizeof(struct sockaddr_in6) : 0;
+    sk_conn *c = (sk_conn *)((char *)t - offsetof(sk_conn, timer));
+    int idle = c->cfg->idle_ms;
+    if (c->state == SK__OPEN && c->connecting) { /* the connect's time is up */
+        c->error = -ETIMEDOUT;
+        sk__conn_request_close(c, SK_CLOSE_CONNECT);
+    } else if (c->state == SK__OPEN && idle && (c->paused || c->eof || c->throttled)) /* held */
+        sk__timer_start(c->owner->timers, t, now + idle);
+    else if (c->state == SK__OPEN && idle && now - c->last_read < idle)
+        sk__timer_start(c->owner->timers, t, c->last_read + idle);
+    else if (c->owner->notify)
+        c->owner->notify(c->owner, c);
 }
 
-sk_conn *sk__conn_new(sk_server *s, int fd, struct sk__owner *owner, pthread_mutex_t *lock,
-                      const sk_addr *peer)
+/* A connection's common part, registered; its timer attached, not started. */
+static sk_conn *conn_make(sk_server *s, size_t size, int fd, struct sk__owner *owner,
+                          const sk_addr *peer, bool outbound)
 {
-    sk_conn *c = calloc(1, sizeof(*c));
+    sk_conn *c = calloc(1, size);
     if (!c)
         return NULL;
-    if (peer && peer->len == kept_len(peer->u.sa.sa_family)) /* 0 bytes for others */
+    if (owner->timers && sk__timer_attach(owner->timers, &c->timer, on_timer) < 0) {
+        free(c);
+        return NULL;
+    }
+    if (peer && peer->len == sk__kept_len(peer->u.sa.sa_family)) /* 0 bytes for others */
         memcpy(&c->peer_sa, &peer->u, peer->len);
     c->w.kind = SK__W_CONN;
     c->fd = fd;
+    c->cfg = &s->cfg; /* what a connection sees of its server */
+    c->reg = &s->reg;
+    c->tp = &sk__transport_plain;
     c->srv = s;
     c->owner = owner;
-    c->lock = lock;
+    c->high = s->cfg.high;
+    c->low = s->cfg.low;
     c->last_read = owner->now;
-    pthread_mutex_lock(&s->reg_lock);
-    c->rnext = s->reg_head;
-    if (s->reg_head)
-        s->reg_head->rprev = c;
-    s->reg_head = c;
-    c->registered = true;
-    pthread_mutex_unlock(&s->reg_lock);
+    c->outbound = outbound;
+    if (sk__registry_add(c->reg, c) < 0) {
+        if (owner->timers)
+            sk__timer_detach(owner->timers, &c->timer);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+sk_conn *sk__conn_new(sk_server *s, size_t size, int fd, struct sk__owner *owner,
+                      const sk_addr *peer)
+{
+    sk_conn *c = conn_make(s, size, fd, owner, peer, false);
+    if (!c)
+        return NULL;
+    if (owner->timers && c->cfg->idle_ms)
+        sk__timer_start(owner->timers, &c->timer, c->last_read + c->cfg->idle_ms);
     sk__count(owner->ctr, SK__C_ACCEPTED, 1);
     return c;
 }
 
-/* Out of the registry: no longer counted, named or broadcast to. Takes only
- * the registry lock, never with the connection's held (broadcasts take them
- * in the other order). */
-static void unregister(sk_conn *c)
+sk_conn *sk__conn_new_outbound(sk_server *s, size_t size, struct sk__owner *owner,
+                               const sk_addr *peer, int timeout_ms)
 {
-    sk_server *s = c->srv;
-    if (!c->registered)
+    sk_conn *c = conn_make(s, size, -1, owner, peer, true);
+    if (!c)
+        return NULL;
+    c->connecting = true;
+    if (owner->timers) /* the connect's deadline; the idle timeout counts once connected */
+        sk__timer_start(owner->timers, &c->timer, owner->now + timeout_ms);
+    return c;
+}
+
+void sk__conn_connected(sk_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (!c->connecting || c->state != SK__OPEN)
         return;
-    pthread_mutex_lock(&s->reg_lock);
-    if (c->rprev)
-        c->rprev->rnext = c->rnext;
-    else
-        s->reg_head = c->rnext;
-    if (c->rnext)
-        c->rnext->rprev = c->rprev;
-    c->registered = false;
-    pthread_mutex_unlock(&s->reg_lock);
-    sk__server_release(s);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        c->error = -err;
+        sk__conn_request_close(c, SK_CLOSE_CONNECT);
+        return;
+    }
+    c->connecting = false;
+    c->last_read = c->owner->now;
+    if (c->owner->timers && c->cfg->idle_ms)
+        sk__timer_start(c->owner->timers, &c->timer, c->last_read + c->cfg->idle_ms);
+    else if (c->owner->timers)
+        sk__timer_stop(c->owner->timers, &c->timer);
+    sk__conn_lock(c); /* what was sent while it connected goes first (and a FIN asked for) */
+    if (c->out.bytes || c->shut_asked)
+        sk__conn_flush(c);
+    sk__conn_unlock(c);
+    if (sk__conn_reading(c))
+        sk__conn_open(c);
 }
 
 void sk__conn_open(sk_conn *c)
 {
-    if (c->srv->cfg.on_open)
-        c->srv->cfg.on_open(c);
+    if (c->cfg->on_open)
+        c->cfg->on_open(c);
 }
 
 /* ---- output ------------------------------------------------------------ */
 
-/* One non-blocking send: bytes taken (0 if none), or < 0 on a dead socket. */
-static ssize_t send_some(int fd, const char *p, size_t len)
+/* One write through the transport, never waiting: bytes taken (0 if none),
+ * or < 0 on a dead socket. */
+static ssize_t send_some(sk_conn *c, const struct iovec *iov, int n)
 {
-    for (;;) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0)
-            return n;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return 0;
-        if (errno != EINTR)
-            return -errno;
-    }
+    ssize_t w = c->tp->writev(c, iov, n);
+    return w == -EAGAIN ? 0 : w;
 }
 
 static void drop_output(sk_conn *c)
 {
-    if (c->out_len)
-        sk__count(c->owner->ctr, SK__C_BUFFERED, -(long long)c->out_len);
-    free(c->out);
-    c->out = NULL;
-    c->out_off = c->out_len = c->out_cap = 0;
+    if (c->out.bytes)
+        sk__count(c->owner->ctr, SK__C_BUFFERED, -(long long)c->out.bytes);
+    sk__outq_clear(&c->out);
     c->dead_output = true;
 }
 
-void sk__conn_request_close(sk_conn *c, sk_close_reason why)
+/* With its owner's lock held (if it has one): a discarding reason frees
+ * the output another thread's broadcast may be appending to, and of two
+ * threads asking at once only the first may act. */
+static void request_close_locked(sk_conn *c, sk_close_reason why)
 {
     if (c->state != SK__OPEN || pending_of(c))
         return;
@@ -122,37 +169,30 @@ void sk__conn_request_close(sk_conn *c, sk_close_reason why)
         c->owner->notify(c->owner, c);
 }
 
-/* Room for len more bytes at the end of the output buffer. */
-static bool reserve_output(sk_conn *c, size_t len)
+void sk__conn_request_close(sk_conn *c, sk_close_reason why)
 {
-    if (c->out_off + c->out_len + len <= c->out_cap)
-        return true;
-    if (c->out_off > 0) {
-        memmove(c->out, c->out + c->out_off, c->out_len);
-        c->out_off = 0;
-        if (c->out_len + len <= c->out_cap)
-            return true;
-    }
-    size_t cap = c->out_cap ? c->out_cap * 2 : 4096;
-    while (cap < c->out_len + len)
-        cap *= 2;
-    char *out = realloc(c->out, cap);
-    if (!out)
-        return false;
-    c->out = out;
-    c->out_cap = cap;
-    return true;
+    sk__conn_lock(c);
+    request_close_locked(c, why);
+    sk__conn_unlock(c);
+}
+
+void sk__conn_shut_write(sk_conn *c)
+{
+    c->shut_done = true;
+    if (c->tp->shutdown(c) < 0)
+        request_close_locked(c, SK_CLOSE_RESET);
 }
 
 int sk__conn_queue(sk_conn *c, const void *data, size_t len, bool from_owner)
 {
     const char *p = data;
-    if (c->dead_output)
+    if (c->dead_output || c->shut_asked)
         return -EPIPE;
-    if (c->out_len == 0) { /* nothing queued: try the socket first */
-        ssize_t n = send_some(c->fd, p, len);
+    if (c->out.bytes == 0 && !c->connecting) { /* nothing queued: try the socket first */
+        struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+        ssize_t n = send_some(c, &iov, 1);
         if (n < 0) {
-            sk__conn_request_close(c, SK_CLOSE_RESET);
+            request_close_locked(c, SK_CLOSE_RESET);
             return -EPIPE;
         }
         sk__count(c->owner->ctr, SK__C_BYTES_OUT, n);
@@ -161,44 +201,75 @@ int sk__conn_queue(sk_conn *c, const void *data, size_t len, bool from_owner)
         p += n;
         len -= (size_t)n;
     }
-    if (len > c->srv->cfg.max_output - c->out_len) {
-        sk__conn_request_close(c, SK_CLOSE_SLOW);
+    if (len > c->cfg->max_output - c->out.bytes) {
+        request_close_locked(c, SK_CLOSE_SLOW);
         if (c->state == SK__CLOSING) /* last words of a closing connection */
             drop_output(c);
         return -ENOBUFS;
     }
-    if (!reserve_output(c, len)) {
-        sk__conn_request_close(c, SK_CLOSE_ERROR);
+    bool was_empty = c->out.bytes == 0;
+    if (sk__outq_push(&c->out, p, len) < 0) {
+        request_close_locked(c, SK_CLOSE_ERROR);
         return -ENOMEM;
     }
-    bool was_empty = c->out_len == 0;
-    memcpy(c->out + c->out_off + c->out_len, p, len);
-    c->out_len += len;
     sk__count(c->owner->ctr, SK__C_BUFFERED, (long long)len);
+    if (c->out.bytes >= c->high)
+        c->over_high = true;
     if (was_empty && !from_owner && c->owner->notify)
         c->owner->notify(c->owner, c);
     return 0;
 }
 
+struct broadcast {
+    sk_conn *except;
+    const void *data;
+    size_t len;
+};
+
+static void queue_to(sk_conn *c, void *arg)
+{
+    const struct broadcast *b = arg;
+    if (c == b->except)
+        return;
+    sk__conn_lock(c);
+    if (c->state == SK__OPEN && !pending_of(c))
+        sk__conn_queue(c, b->data, b->len, false);
+    sk__conn_unlock(c);
+}
+
+int sk__conn_broadcast_direct(struct sk__registry *reg, sk_conn *except, const void *data,
+                              size_t len)
+{
+    struct broadcast b = {.except = except, .data = data, .len = len};
+    sk__registry_each(reg, queue_to, &b);
+    return 0;
+}
+
 int sk__conn_flush(sk_conn *c)
 {
-    while (c->out_len > 0) {
-        ssize_t n = send_some(c->fd, c->out + c->out_off, c->out_len);
+    if (c->connecting)
+        return 0;
+    while (c->out.bytes > 0) {
+        struct iovec iov[FLUSH_IOV];
+        int k = sk__outq_iov(&c->out, iov, FLUSH_IOV);
+        ssize_t n = send_some(c, iov, k);
         if (n < 0) {
-            sk__conn_request_close(c, SK_CLOSE_RESET);
+            request_close_locked(c, SK_CLOSE_RESET);
             drop_output(c);
             return -1;
         }
         if (n == 0)
             return 0;
-        c->out_off += (size_t)n;
-        c->out_len -= (size_t)n;
+        sk__outq_consume(&c->out, (size_t)n); /* frees the chunks sent: idle holds none */
         sk__count(c->owner->ctr, SK__C_BYTES_OUT, n);
         sk__count(c->owner->ctr, SK__C_BUFFERED, -n);
+        if (c->over_high && c->out.bytes <= c->low) { /* on_drain from settle, unlocked */
+            c->over_high = false;
+            c->drain_due = true;
+        }
     }
-    free(c->out); /* idle connections hold no buffer */
-    c->out = NULL;
-    c->out_off = c->out_cap = 0;
+    if (c->shut_asked && !c->shut_done) /* all written: now the FIN */
+        sk__conn_shut_write(c);
     return 1;
 }
 
@@ -207,28 +278,33 @@ int sk__conn_flush(sk_conn *c)
 static bool line_to_handler(void *arg, char *line, size_t len)
 {
     sk_conn *c = arg;
-    if (c->srv->cfg.on_data)
-        c->srv->cfg.on_data(c, line, len);
+    if (c->cfg->on_data)
+        c->cfg->on_data(c, line, len);
     return sk__conn_reading(c);
 }
 
 static void deliver(sk_conn *c, char *buf, size_t n)
 {
-    if (c->srv->cfg.framing == SK_FRAMING_LINES) {
-        int rc = sk__framer_feed(&c->lines, c->srv->cfg.max_line, buf, n, line_to_handler, c);
+    if (c->cfg->framing == SK_FRAMING_LINES) {
+        int rc = sk__framer_feed(&c->lines, c->cfg->max_line, buf, n, line_to_handler, c);
         if (rc < 0)
             sk__conn_request_close(c, rc == SK_ETOOLONG ? SK_CLOSE_TOO_LONG : SK_CLOSE_ERROR);
         return;
     }
     buf[n] = '\0';
-    if (c->srv->cfg.on_data)
-        c->srv->cfg.on_data(c, buf, n);
+    if (c->cfg->on_data)
+        c->cfg->on_data(c, buf, n);
 }
 
 static void end_of_input(sk_conn *c)
 {
     if (sk__conn_reading(c)) /* a last line without '\n' */
         sk__framer_finish(&c->lines, line_to_handler, c);
+    if (c->cfg->on_eof && sk__conn_reading(c)) { /* half-closed: it may still send */
+        c->eof = true;
+        c->cfg->on_eof(c);
+        return;
+    }
     sk__conn_request_close(c, SK_CLOSE_PEER);
 }
 
@@ -247,71 +323,87 @@ void sk__conn_got(sk_conn *c, char *buf, ssize_t n)
     }
 }
 
-void sk__conn_input(sk_conn *c, char *buf, size_t cap, bool drain, bool hup)
+bool sk__conn_input(sk_conn *c, char *buf, size_t cap, int reads, bool hup)
 {
     sk__count(c->owner->ctr, SK__C_READ_EVENTS, 1);
-    while (sk__conn_reading(c)) {
-        /* A byte kept for the NUL; MSG_DONTWAIT: the fork backend's children
-         * keep their sockets blocking (see single.c). */
-        ssize_t n = recv(c->fd, buf, cap - 1, MSG_DONTWAIT);
-        if (n < 0)
-            n = -errno;
+    while (sk__conn_takes_input(c)) {
+        ssize_t n = c->tp->read(c, buf, cap - 1, false); /* a byte kept for the NUL */
         sk__conn_got(c, buf, n);
         if (n == -EINTR)
             continue;
         /* A short read emptied the socket; unless the peer has closed (then
-         * one more read sees the end), nothing is left to drain. */
-        if (n <= 0 || !drain || ((size_t)n < cap - 1 && !hup))
-            return;
+         * one more read sees the end) or the transport holds more, nothing
+         * is left to drain. */
+        if (n <= 0 || ((size_t)n < cap - 1 && !hup && !sk__tp_pending(c)))
+            return false;
+        if (--reads <= 0)
+            return sk__conn_takes_input(c);
     }
+    return false;
 }
 
 /* ---- closing ----------------------------------------------------------- */
 
 static void begin_close(sk_conn *c, int why)
 {
-    sk_server *s = c->srv;
-    unregister(c);
-    lock_conn(c);
+    sk__registry_remove(c->reg, c);
+    sk__conn_lock(c);
     c->state = SK__CLOSING;
     c->reason = (uint8_t)why;
     if (discards_output(why) && !c->dead_output)
         drop_output(c);
-    unlock_conn(c);
-    c->deadline = c->owner->now + s->cfg.drain_ms;
+    sk__conn_unlock(c);
+    c->deadline = c->owner->now + c->cfg->drain_ms;
+    if (c->owner->timers) /* the idle timer, if armed, becomes the deadline */
+        sk__timer_start(c->owner->timers, &c->timer, c->deadline);
     sk__framer_reset(&c->lines);
-    if (s->cfg.on_close)
-        s->cfg.on_close(c, (sk_close_reason)why);
+    if (c->utimers) /* none fires after on_close, nor in it */
+        sk__conn_timers_stop(c);
+    if (c->cfg->on_close)
+        c->cfg->on_close(c, (sk_close_reason)why);
 }
 
 bool sk__conn_settle(sk_conn *c)
 {
-    sk_server *s = c->srv;
+    const struct sk__config *cfg = c->cfg;
     int64_t now = c->owner->now;
     if (c->state == SK__OPEN) {
+        if (c->drain_due && !pending_of(c)) { /* flushed here, on its own loop */
+            c->drain_due = false;
+            if (cfg->on_drain)
+                cfg->on_drain(c);
+        }
         int why = pending_of(c);
-        if (!why && sk__stopping(s))
+        if (!why && sk__registry_closing(c->reg))
             why = SK_CLOSE_STOP;
-        else if (!why && s->cfg.idle_ms && now - c->last_read >= s->cfg.idle_ms)
+        else if (!why && c->eof && c->shut_done) /* both sides shut: over */
+            why = SK_CLOSE_PEER;
+        else if (!why && cfg->idle_ms && !c->paused && !c->eof && !c->connecting && !c->throttled &&
+                 now - c->last_read >= cfg->idle_ms)
             why = SK_CLOSE_IDLE;
         if (!why)
             return false;
         begin_close(c, why);
-        lock_conn(c);
-        if (c->out_len)
+        sk__conn_lock(c);
+        if (c->out.bytes)
             sk__conn_flush(c); /* the last words, at once if the socket takes them */
-        unlock_conn(c);
+        sk__conn_unlock(c);
     }
-    lock_conn(c);
-    bool done = c->dead_output || c->out_len == 0 || now >= c->deadline;
-    unlock_conn(c);
+    sk__conn_lock(c);
+    bool done = c->dead_output || c->out.bytes == 0 || now >= c->deadline;
+    sk__conn_unlock(c);
     return done;
 }
 
 void sk__conn_free(sk_conn *c)
 {
-    unregister(c);
-    if (c->dead_output || c->out_len > 0) {
+    sk__conn_timers_free(c);
+    if (c->owner->timers)
+        sk__timer_detach(c->owner->timers, &c->timer);
+    sk__registry_remove(c->reg, c);
+    if (c->fd < 0) {
+        /* an outbound connection whose name never resolved: no socket */
+    } else if (c->dead_output || c->out.bytes > 0 || c->connecting) {
         /* Abort: the peer does not read, or cannot. Nothing lingers in the kernel. */
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -319,33 +411,40 @@ void sk__conn_free(sk_conn *c)
         /* Orderly: send FIN, and take in what is queued so the close does not
          * turn into a reset that could destroy our last bytes at the peer. */
         char sink[4096];
-        shutdown(c->fd, SHUT_WR);
-        for (int i = 0; i < 16 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        c->tp->shutdown(c);
+        for (int i = 0; i < 16 && c->tp->read(c, sink, sizeof(sink), false) > 0; i++)
             ;
     }
-    if (c->out_len)
-        sk__count(c->owner->ctr, SK__C_BUFFERED, -(long long)c->out_len);
-    sk__count(c->owner->ctr, SK__C_CLOSED, 1); /* counted before the peer can see it */
-    close(c->fd);
-    free(c->out);
+    if (c->out.bytes)
+        sk__count(c->owner->ctr, SK__C_BUFFERED, -(long long)c->out.bytes);
+    if (!c->outbound) /* accepted ones: counted before the peer can see it */
+        sk__count(c->owner->ctr, SK__C_CLOSED, 1);
+    if (c->tp->free)
+        c->tp->free(c);
+    if (c->fd >= 0)
+        close(c->fd);
+    sk__outq_clear(&c->out);
     sk__framer_reset(&c->lines);
-    free(c->name);
-    free(c->peer);
-    free(c->local);
+    sk__registry_forget(c);
     free(c);
 }
 
 int sk__conn_timeout(const sk_conn *c)
 {
+    /* Its own timers, on a program's own loop (the library's loops ask their heap). */
+    int timers = c->own_timers ? sk__timers_next(c->own_timers, c->owner->now) : -1;
     int64_t when;
     if (c->state == SK__CLOSING)
         when = c->deadline;
-    else if (c->srv->cfg.idle_ms)
-        when = c->last_read + c->srv->cfg.idle_ms;
+    else if (c->resumed) /* to be driven at once: it may have input waiting */
+        return 0;
+    else if (c->cfg->idle_ms && !c->paused && !c->eof && !c->connecting)
+        when = c->last_read + c->cfg->idle_ms;
     else
-        return -1;
+        return timers;
     int64_t left = when - c->owner->now;
-    return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+    int ms = left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+    return timers >= 0 && timers < ms ? timers : ms;
 }
 
 /* ---- the public connection API ----------------------------------------- */
@@ -356,9 +455,13 @@ int sk_conn_send(sk_conn *c, const void *data, size_t len)
         return -EINVAL;
     if (len == 0)
         return 0;
-    lock_conn(c);
-    int rc = sk__conn_queue(c, data, len, true);
-    unlock_conn(c);
+    sk__conn_lock(c);
+    /* Not from_owner: a relay's callback may send to another connection of
+     * its loop, which the loop must then look at. From the owner's own
+     * thread, telling it costs no system call (epoll marks it dirty, pthread
+     * writes its eventfd only from other threads). */
+    int rc = sk__conn_queue(c, data, len, false);
+    sk__conn_unlock(c);
     return rc;
 }
 
@@ -401,83 +504,39 @@ void sk_conn_close(sk_conn *c)
 {
     if (!c)
         return;
-    lock_conn(c);
     sk__conn_request_close(c, SK_CLOSE_LOCAL);
-    unlock_conn(c);
 }
 
 size_t sk_conn_pending(const sk_conn *c)
 {
-    return c ? c->out_len : 0;
-}
-
-/* Under the registry lock: the address text, made on first use. */
-static const char *addr_text_locked(sk_conn *c, char **slot, bool peer)
-{
-    if (!*slot) {
-        char buf[SK_ADDR_STRLEN];
-        int rc;
-        sk_addr a = {.len = peer ? kept_len(c->peer_sa.sa.sa_family) : 0};
-        if (a.len) {
-            memcpy(&a.u, &c->peer_sa, a.len);
-            rc = sk_addr_format(&a, buf, sizeof(buf));
-        } else {
-            rc = peer ? sk_peer_addr(c->fd, buf, sizeof(buf)) : sk_local_addr(c->fd, buf, sizeof(buf));
-        }
-        *slot = strdup(rc >= 0 ? buf : "?");
-    }
-    return *slot ? *slot : "?";
-}
-
-const char *sk__conn_name_locked(sk_conn *c)
-{
-    return c->name ? c->name : addr_text_locked(c, &c->peer, true);
-}
-
-static const char *addr_text(sk_conn *c, char **slot, bool peer)
-{
     if (!c)
-        return "?";
-    pthread_mutex_lock(&c->srv->reg_lock);
-    const char *text = addr_text_locked(c, slot, peer);
-    pthread_mutex_unlock(&c->srv->reg_lock);
-    return text;
+        return 0;
+    sk__conn_lock(c); /* another thread's broadcast may be appending */
+    size_t n = sk__conn_queued(c);
+    sk__conn_unlock(c);
+    return n;
 }
 
 const char *sk_conn_peer(sk_conn *c)
 {
-    return addr_text(c, c ? &c->peer : NULL, true);
+    return c ? sk__registry_address(c->reg, c, true) : "?";
 }
 
 const char *sk_conn_local(sk_conn *c)
 {
-    return addr_text(c, c ? &c->local : NULL, false);
+    return c ? sk__registry_address(c->reg, c, false) : "?";
 }
 
 int sk_conn_set_name(sk_conn *c, const char *name)
 {
     if (!c || (name && strlen(name) > SK_NAME_MAX))
         return -EINVAL;
-    char *copy = NULL;
-    if (name && !(copy = strdup(name)))
-        return -ENOMEM;
-    pthread_mutex_lock(&c->srv->reg_lock);
-    free(c->name);
-    c->name = copy;
-    pthread_mutex_unlock(&c->srv->reg_lock);
-    if (c->srv->rename_hook)
-        c->srv->rename_hook(c);
-    return 0;
+    return sk__registry_set_name(c->reg, c, name);
 }
 
 const char *sk_conn_name(sk_conn *c)
 {
-    if (!c)
-        return "?";
-    pthread_mutex_lock(&c->srv->reg_lock);
-    const char *name = sk__conn_name_locked(c);
-    pthread_mutex_unlock(&c->srv->reg_lock);
-    return name;
+    return c ? sk__registry_name(c->reg, c) : "?";
 }
 
 void sk_conn_set_data(sk_conn *c, void *data)
@@ -506,7 +565,7 @@ const char *sk_close_reason_name(sk_close_reason r)
     static const char *const names[] = {
         [SK_CLOSE_PEER] = "peer",   [SK_CLOSE_RESET] = "reset",       [SK_CLOSE_IDLE] = "idle",
         [SK_CLOSE_SLOW] = "slow",   [SK_CLOSE_TOO_LONG] = "too-long", [SK_CLOSE_LOCAL] = "local",
-        [SK_CLOSE_STOP] = "stop",   [SK_CLOSE_ERROR] = "error",
+        [SK_CLOSE_STOP] = "stop",   [SK_CLOSE_ERROR] = "error",       [SK_CLOSE_CONNECT] = "connect",
     };
     if ((unsigned)r >= sizeof(names) / sizeof(names[0]) || !names[r])
         return "?";
@@ -519,21 +578,33 @@ int sk_conn_drive(sk_conn *c, bool readable, bool writable)
 {
     if (!c)
         return 0;
-    sk_server *s = c->srv;
     c->owner->now = sk__now_ms();
-    if (readable && sk__conn_reading(c))
-        sk__conn_input(c, s->scratch, SK__SCRATCH + 1, false, false);
+    /* No event announces input the transport holds, nor what came while paused:
+     * take it in now. */
+    if (c->resumed && sk__conn_takes_input(c))
+        readable = true;
+    c->resumed = false;
+    if (readable && sk__conn_takes_input(c))
+        while (sk__conn_input(c, c->owner->scratch, SK__SCRATCH + 1, 1, false) &&
+               sk__tp_pending(c))
+            ;
+    if (c->own_timers) /* the connection's timers, on a program's own loop */
+        sk__timers_run(c->own_timers, c->owner->now);
+    sk__conn_lock(c); /* another thread's broadcast may be queueing */
     if ((writable || c->state == SK__CLOSING) && sk__conn_wants_write(c))
         sk__conn_flush(c);
+    sk__conn_unlock(c);
     if (sk__conn_settle(c)) {
         sk__conn_free(c);
         return 0;
     }
     int want = SK_WANT_TIMER;
-    if (sk__conn_reading(c))
+    if (sk__conn_takes_input(c))
         want |= SK_WANT_READ;
+    sk__conn_lock(c);
     if (sk__conn_wants_write(c))
         want |= SK_WANT_WRITE;
+    sk__conn_unlock(c);
     return want;
 }
 

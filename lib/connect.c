@@ -115,9 +115,10 @@ static int race(const sk_addr *addrs, int n, int timeout_ms)
         close(r.pending[i].fd);
     if (!winner)
         return r.first_err ? r.first_err : -ETIMEDOUT;
-    if (sk_set_nonblocking(winner, false) < 0) {
+    int rc = sk_set_nonblocking(winner, false);
+    if (rc < 0) {
         close(winner);
-        return -EBADF;
+        return rc;
     }
     return winner;
 }
@@ -182,12 +183,7 @@ int sk_connect(const char *address, int timeout_ms)
 
     if (!address)
         return -EINVAL;
-    int rc = sk__hostport_split(address, &hp);
-    if (rc < 0)
-        return rc;
-    if (hp.kind == SK__WILDCARD)
-        return -EINVAL;
-    rc = sk__hostport_numeric(&hp, &addrs[0]);
+    int rc = sk__hostport_target(address, &hp, &addrs[0]);
     if (rc == 0)
         return hp.kind == SK__UNIX ? connect_unix(&addrs[0], timeout_ms)
                                    : race(addrs, 1, timeout_ms);

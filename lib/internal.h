@@ -6,9 +6,14 @@
 #include <sockkit/sockkit.h>
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SK__HIDDEN __attribute__((visibility("hidden")))
+
+/* The size of a struct as far as (and including) one of its members: how large
+ * it was in the release that ended with that member. */
+#define SK__SIZE_THROUGH(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
 
 /* An address split into its parts, before any lookup. */
 struct sk__hostport {
@@ -23,6 +28,11 @@ SK__HIDDEN int sk__hostport_split(const char *text, struct sk__hostport *hp);
 
 /* The numeric address of a split host (no lookup): 0, or SK_EAI_NONAME for a name. */
 SK__HIDDEN int sk__hostport_numeric(const struct sk__hostport *hp, sk_addr *out);
+
+/* An address to connect to: split (into *hp), a wildcard refused (-EINVAL),
+ * and made numeric if it is (into *out): 0, SK_EAI_NONAME for a name to
+ * resolve, or the error of an address that cannot parse. */
+SK__HIDDEN int sk__hostport_target(const char *text, struct sk__hostport *hp, sk_addr *out);
 
 /* getaddrinfo's EAI_* code (and errno for EAI_SYSTEM) as a libsockkit code. */
 SK__HIDDEN int sk__eai_code(int eai, int saved_errno);

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* write() to a pipe whose reader is gone raises SIGPIPE in the writing thread:
@@ -34,11 +35,13 @@ static ssize_t write_no_sigpipe(int fd, const void *buf, size_t len)
     return n;
 }
 
-/* One write: send() with MSG_NOSIGNAL on sockets, write() elsewhere; never SIGPIPE. */
-static ssize_t write_once(int fd, const void *buf, size_t len, bool *not_socket)
+/* One write: send() with MSG_NOSIGNAL on sockets, write() elsewhere; never
+ * SIGPIPE. With a deadline a socket is written with MSG_DONTWAIT, so that a
+ * blocking one cannot hold the call past it. */
+static ssize_t write_once(int fd, const void *buf, size_t len, bool bounded, bool *not_socket)
 {
     if (!*not_socket) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | (bounded ? MSG_DONTWAIT : 0));
         if (n >= 0 || errno != ENOTSOCK)
             return n;
         *not_socket = true;
@@ -46,10 +49,17 @@ static ssize_t write_once(int fd, const void *buf, size_t len, bool *not_socket)
     return write_no_sigpipe(fd, buf, len);
 }
 
+static bool is_socket(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) < 0 || S_ISSOCK(st.st_mode); /* a bad fd: send() says so */
+}
+
 ssize_t sk_write_all(int fd, const void *buf, size_t len, int timeout_ms)
 {
     int64_t deadline = sk__deadline(timeout_ms);
-    bool not_socket = false;
+    bool bounded = deadline >= 0;
+    bool not_socket = bounded && !is_socket(fd);
     size_t done = 0;
 
     if (!buf && len > 0)
@@ -57,7 +67,19 @@ ssize_t sk_write_all(int fd, const void *buf, size_t len, int timeout_ms)
     if (len > SSIZE_MAX)
         return -EINVAL;
     while (done < len) {
-        ssize_t n = write_once(fd, (const char *)buf + done, len - done, &not_socket);
+        size_t want = len - done;
+        if (bounded && not_socket) {
+            /* A blocking pipe would wait inside write(): wait here, bounded,
+             * then write no more than a writable pipe takes at once. */
+            int rc = sk__wait(fd, POLLOUT, deadline);
+            if (rc == 0)
+                return -ETIMEDOUT;
+            if (rc < 0)
+                return rc;
+            if (want > PIPE_BUF)
+                want = PIPE_BUF;
+        }
+        ssize_t n = write_once(fd, (const char *)buf + done, want, bounded, &not_socket);
         if (n >= 0) {
             done += (size_t)n;
             continue;

@@ -99,3 +99,22 @@ ssize_t sk_lines_read(sk_lines *lr, char **line, int timeout_ms)
         lr->len += (size_t)n;
     }
 }
+
+int sk_lines_next(sk_lines *lr, char **line, size_t *len, int timeout_ms)
+{
+    if (!len)
+        return -EINVAL;
+    *len = 0;
+    ssize_t n = sk_lines_read(lr, line, timeout_ms);
+    if (n <= 0)
+        return (int)n;
+    /* The bytes past the line's end are its own terminator: free to overwrite. */
+    size_t k = (size_t)n;
+    if ((*line)[k - 1] == '\n')
+        k--;
+    if (k > 0 && (*line)[k - 1] == '\r')
+        k--;
+    (*line)[k] = '\0';
+    *len = k;
+    return 1;
+}

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The server: configuration, listeners, run and stop, the registry of open
- * connections, admission (max_conns, EMFILE) and what the registry answers. */
+/* The server: configuration, binding, run and stop, and what the registry
+ * answers through the public API. Listening sockets are listener.c's, the
+ * open connections registry.c's. */
 #include "server_internal.h"
 
 #include <errno.h>
@@ -32,39 +33,48 @@ sk_server *sk_server_new(const char *address)
         .max_output = 1 << 20,
         .drain_ms = 5000,
         .nodelay = true,
+        .high = 64 << 10,
+        .low = 16 << 10,
     };
-    s->backend = &sk__backend_epoll_et;
-    s->ctr.shared = true;
-    s->count_ptr = &s->count;
-    s->plain_owner.ctr = &s->ctr;
-    s->reserve_fd = -1;
-    s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->stop_fd < 0 || pthread_mutex_init(&s->reg_lock, NULL) != 0) {
-        if (s->stop_fd >= 0)
-            close(s->stop_fd);
-        free(s);
-        return NULL;
-    }
+    s->backend = sk__backend_default();
+    sk__listeners_init(&s->lis);
+    if ((s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        goto free_s;
+    if (sk__registry_init(&s->reg) < 0)
+        goto close_stop;
+    if (pthread_mutex_init(&s->state_lock, NULL) != 0)
+        goto destroy_reg;
+    if (pthread_mutex_init(&s->plain_lock, NULL) != 0)
+        goto destroy_state;
+    if (sk__posts_open(&s->posts, -1) < 0)
+        goto destroy_plain;
+    if (!(s->link = calloc(1, sizeof(*s->link))) || pthread_mutex_init(&s->link->lock, NULL) != 0)
+        goto close_posts;
+    s->link->s = s;
+    s->home_posts = &s->posts;
+    s->link->refs = 1;
+    s->plain_owner.ctr = &s->reg.ctr;
+    s->plain_owner.lock = &s->plain_lock;
+    sk__timers_init(&s->timers);
     if (address && sk_server_add_listen(s, address) < 0) {
         sk_server_free(s);
         return NULL;
     }
     return s;
-}
-
-static void close_listeners(sk_server *s)
-{
-    for (int i = 0; i < s->nlisteners; i++)
-        close(s->listeners[i]);
-    free(s->listeners);
-    s->listeners = NULL;
-    s->nlisteners = s->nsets = 0;
-    for (int i = 0; i < SK__MAX_LISTEN; i++) {
-        if (s->unix_paths[i])
-            unlink(s->unix_paths[i]);
-        free(s->unix_paths[i]);
-        s->unix_paths[i] = NULL;
-    }
+close_posts:
+    free(s->link);
+    sk__posts_close(&s->posts, s, true);
+destroy_plain:
+    pthread_mutex_destroy(&s->plain_lock);
+destroy_state:
+    pthread_mutex_destroy(&s->state_lock);
+destroy_reg:
+    sk__registry_destroy(&s->reg);
+close_stop:
+    close(s->stop_fd);
+free_s:
+    free(s);
+    return NULL;
 }
 
 void sk_server_free(sk_server *s)
@@ -74,12 +84,18 @@ void sk_server_free(sk_server *s)
     for (int i = 0; i < NSIG; i++) /* a late signal must not reach freed memory */
         __atomic_compare_exchange_n(&signal_servers[i], &(sk_server *){s}, NULL, false,
                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-    close_listeners(s);
-    for (int i = 0; i < s->naddr; i++)
-        free(s->addresses[i]);
+    sk__server_timers_free(s);
+    sk__posts_close(&s->posts, s, true); /* what no run took: each runs once */
+    pthread_mutex_lock(&s->link->lock); /* no helper thread reaches it after this */
+    s->link->s = NULL;
+    pthread_mutex_unlock(&s->link->lock);
+    sk__link_drop(s->link);
+    sk__listeners_free(&s->lis);
     close(s->stop_fd);
-    pthread_mutex_destroy(&s->reg_lock);
-    free(s->scratch);
+    sk__registry_destroy(&s->reg);
+    pthread_mutex_destroy(&s->state_lock);
+    pthread_mutex_destroy(&s->plain_lock);
+    free(s->plain_owner.scratch);
     free(s);
 }
 
@@ -89,7 +105,7 @@ static int check_idle(const sk_server *s, bool shapes_listeners)
 {
     if (!s)
         return -EINVAL;
-    if (__atomic_load_n(&s->running, __ATOMIC_ACQUIRE) || (shapes_listeners && s->listeners))
+    if (__atomic_load_n(&s->running, __ATOMIC_ACQUIRE) || (shapes_listeners && s->lis.n > 0))
         return -EBUSY;
     return 0;
 }
@@ -112,12 +128,7 @@ int sk_server_add_listen(sk_server *s, const char *address)
         return rc;
     if (!address)
         return -EINVAL;
-    if (s->naddr == SK__MAX_LISTEN)
-        return -ENOSPC;
-    if (!(s->addresses[s->naddr] = strdup(address)))
-        return -ENOMEM;
-    s->naddr++;
-    return 0;
+    return sk__listeners_add(&s->lis, address);
 }
 
 int sk_server_set_reuse(sk_server *s, sk_reuse reuse)
@@ -132,7 +143,7 @@ int sk_server_set_backend(sk_server *s, const char *name)
         return rc;
     if (!name)
         return -EINVAL;
-    const sk_backend *b = sk_backend_find(name);
+    const struct sk__backend *b = sk__backend_ops(name);
     if (!b)
         return SK_EBACKEND;
     s->backend = b;
@@ -151,7 +162,7 @@ int sk_server_set_max_conns(sk_server *s, int max_conns)
 
 int sk_server_set_idle_timeout(sk_server *s, int idle_ms)
 {
-    SET_OR_FAIL(s, false, idle_ms >= 0, s->cfg.idle_ms = idle_ms);
+    SET_OR_FAIL(s, false, true, s->cfg.idle_ms = idle_ms < 0 ? 0 : idle_ms); /* < 0: none */
 }
 
 int sk_server_set_framing(sk_server *s, sk_framing framing, size_t max_line)
@@ -168,6 +179,11 @@ int sk_server_set_framing(sk_server *s, sk_framing framing, size_t max_line)
 int sk_server_set_max_output(sk_server *s, size_t max_bytes)
 {
     SET_OR_FAIL(s, false, max_bytes >= 1, s->cfg.max_output = max_bytes);
+}
+
+int sk_server_set_watermarks(sk_server *s, size_t high, size_t low)
+{
+    SET_OR_FAIL(s, false, high >= 1 && low < high, (s->cfg.high = high, s->cfg.low = low));
 }
 
 int sk_server_set_drain_timeout(sk_server *s, int drain_ms)
@@ -195,6 +211,16 @@ int sk_server_on_close(sk_server *s, sk_close_fn fn)
     SET_OR_FAIL(s, false, true, s->cfg.on_close = fn);
 }
 
+int sk_server_on_drain(sk_server *s, sk_conn_fn fn)
+{
+    SET_OR_FAIL(s, false, true, s->cfg.on_drain = fn);
+}
+
+int sk_server_on_eof(sk_server *s, sk_conn_fn fn)
+{
+    SET_OR_FAIL(s, false, true, s->cfg.on_eof = fn);
+}
+
 void sk_server_set_data(sk_server *s, void *data)
 {
     if (s)
@@ -208,7 +234,7 @@ void *sk_server_data(const sk_server *s)
 
 const char *sk_server_backend(const sk_server *s)
 {
-    return s ? s->backend->name : "?";
+    return s ? s->backend->ops.name : "?";
 }
 
 /* ---- options by name -------------------------------------------------- */
@@ -300,87 +326,45 @@ int sk_server_stop_on_signal(sk_server *s, int signo)
 
 /* ---- binding ----------------------------------------------------------- */
 
-/* The address text with its port replaced: how later workers find port 0's pick. */
-static int with_port(const char *address, int port, char *out, size_t size)
-{
-    const char *colon = strrchr(address, ':');
-    int n = snprintf(out, size, "%.*s:%d", (int)(colon - address), address, port);
-    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
 /* One listener per worker (the kernel spreads connections) only when the
- * policy allows port sharing and every address is TCP; otherwise one set. */
+ * policy allows port sharing, the backend serves each set with a worker of
+ * its own, and every address is TCP; otherwise one set. */
 static int listener_sets(const sk_server *s)
 {
     if (s->cfg.workers <= 1 || !(s->cfg.reuse & SK_REUSE_PORT) ||
-        strncmp(s->backend->name, "epoll", 5) != 0)
+        !(s->backend->caps & SK__CAP_LISTENER_SETS))
         return 1;
-    for (int i = 0; i < s->naddr; i++)
-        if (strncmp(s->addresses[i], "unix:", 5) == 0)
+    for (int i = 0; i < s->lis.naddr; i++)
+        if (strncmp(s->lis.addresses[i], "unix:", 5) == 0)
             return 1;
     return s->cfg.workers;
-}
-
-static int bind_one(sk_server *s, int set, int a)
-{
-    char text[600];
-    const char *address = s->addresses[a];
-    if (set > 0) {
-        int port = sk_local_port(s->listeners[a]);
-        if (port < 0 || with_port(address, port, text, sizeof(text)) < 0)
-            return port < 0 ? port : -ENAMETOOLONG;
-        address = text;
-    }
-    int fd = sk_listen(address, s->cfg.reuse, 0);
-    if (fd < 0)
-        return fd;
-    s->listeners[s->nlisteners++] = fd;
-    if (sk_set_nonblocking(fd, true) < 0)
-        return -EBADF;
-    if (set == 0 && strncmp(address, "unix:", 5) == 0 && address[5] != '@')
-        s->unix_paths[a] = strdup(address + 5);
-    return 0;
 }
 
 int sk_server_bind(sk_server *s)
 {
     if (!s)
         return -EINVAL;
-    if (s->listeners)
+    if (s->lis.n > 0)
         return 0;
-    if (s->naddr == 0)
+    if (s->lis.naddr == 0)
         return -EDESTADDRREQ;
-    int sets = listener_sets(s);
-    s->listeners = calloc((size_t)sets * (size_t)s->naddr, sizeof(int));
-    if (!s->listeners)
-        return -ENOMEM;
-    for (int set = 0; set < sets; set++) {
-        for (int a = 0; a < s->naddr; a++) {
-            int rc = bind_one(s, set, a);
-            if (rc < 0) {
-                close_listeners(s);
-                return rc;
-            }
-        }
-    }
-    s->nsets = sets;
-    return 0;
+    return sk__listeners_bind(&s->lis, s->cfg.reuse, listener_sets(s));
 }
 
 int sk_server_address(const sk_server *s, char *buf, size_t size)
 {
     if (!s || !buf || size == 0)
         return -EINVAL;
-    if (!s->listeners)
+    if (s->lis.n == 0)
         return -ENOTCONN;
-    return sk_local_addr(s->listeners[0], buf, size);
+    return sk_local_addr(s->lis.fd[0], buf, size);
 }
 
 int sk_server_listener(const sk_server *s, int index)
 {
-    if (!s || index < 0 || index >= s->nlisteners)
+    if (!s || index < 0 || index >= s->lis.n)
         return -ENOENT;
-    return s->listeners[index];
+    return s->lis.fd[index];
 }
 
 /* ---- run and stop ------------------------------------------------------ */
@@ -391,20 +375,20 @@ int sk_server_run(sk_server *s)
         return -EINVAL;
     if (__atomic_exchange_n(&s->running, 1, __ATOMIC_ACQ_REL))
         return -EBUSY;
-    int rc = sk_server_bind(s);
+    /* No address at all: a client program, which runs its outbound connections only. */
+    int rc = s->lis.naddr || s->lis.n ? sk_server_bind(s) : 0;
     if (rc == 0) {
-        if (s->reserve_fd < 0)
-            s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        rc = s->backend->run(s);
+        sk__listeners_hold_spare(&s->lis, true);
+        rc = s->backend->ops.run(s);
     }
-    if (s->reserve_fd >= 0) {
-        close(s->reserve_fd);
-        s->reserve_fd = -1;
-    }
+    sk__listeners_hold_spare(&s->lis, false);
+    sk__server_timers_stop(s); /* the program's still, for another run */
+    sk__posts_run(&s->posts, s); /* posted to the server: none waits for another run */
     /* Ready for another run: clear the stop. */
     uint64_t v;
     while (read(s->stop_fd, &v, sizeof(v)) > 0)
         ;
+    sk__registry_close_all(&s->reg, false);
     __atomic_store_n(&s->stopping, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&s->running, 0, __ATOMIC_RELEASE);
     return rc;
@@ -414,17 +398,7 @@ void sk_server_stop(sk_server *s)
 {
     if (!s)
         return;
-    int saved = errno; /* async-signal-safe: an atomic store and a write() */
-    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    ssize_t n = write(s->stop_fd, &one, sizeof(one));
-    (void)n;
-    errno = saved;
-}
-
-bool sk__stopping(const sk_server *s)
-{
-    return __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE) != 0;
+    sk__server_stop(s);
 }
 
 bool sk_server_stopping(const sk_server *s)
@@ -437,100 +411,25 @@ int sk_server_stop_fd(const sk_server *s)
     return s ? s->stop_fd : -EINVAL;
 }
 
-/* ---- admission --------------------------------------------------------- */
-
-bool sk__server_admit(sk_server *s)
-{
-    int *counter = sk__server_counter(s);
-    int n = __atomic_load_n(counter, __ATOMIC_RELAXED);
-    do {
-        if (n >= s->cfg.max_conns)
-            return false;
-    } while (!__atomic_compare_exchange_n(counter, &n, n + 1, true, __ATOMIC_ACQ_REL,
-                                          __ATOMIC_RELAXED));
-    return true;
-}
-
-/* Out of descriptors: give up the spare one, accept and close a pending
- * connection (it is refused rather than left to wake us forever), take the
- * spare back. */
-static int refuse_without_fd(sk_server *s, int lfd, struct sk__counters *ctr)
-{
-    int spare = __atomic_exchange_n(&s->reserve_fd, -1, __ATOMIC_ACQ_REL);
-    if (spare < 0)
-        return -EMFILE;
-    close(spare);
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd >= 0) {
-        sk__count(ctr, SK__C_REFUSED, 1);
-        close(fd);
-    }
-    spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    __atomic_store_n(&s->reserve_fd, spare, __ATOMIC_RELEASE);
-    return fd >= 0 ? 1 : 0;
-}
-
-int sk__server_accept_fd(sk_server *s, int lfd, struct sk__counters *ctr, sk_addr *peer)
-{
-    for (int refused = 0; refused < 64;) {
-        socklen_t len = sizeof(peer->u);
-        int fd = accept4(lfd, peer ? &peer->u.sa : NULL, peer ? &len : NULL,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            if (peer)
-                peer->len = len;
-            if (sk__server_admit(s)) {
-                if (s->cfg.nodelay)
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
-                return fd;
-            }
-            sk__count(ctr, SK__C_REFUSED, 1); /* counted before the peer can see it */
-            close(fd);
-            refused++;
-            continue;
-        }
-        switch (errno) {
-        case EINTR:
-        case ECONNABORTED:
-        case EPROTO:
-            refused++;
-            continue;
-        case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-        case EWOULDBLOCK:
-#endif
-            return 0;
-        case EMFILE:
-        case ENFILE: {
-            int rc = refuse_without_fd(s, lfd, ctr);
-            if (rc <= 0)
-                return rc;
-            refused++;
-            continue;
-        }
-        default:
-            return -errno;
-        }
-    }
-    return 0;
-}
+/* ---- a program's own backend ------------------------------------------ */
 
 int sk_server_accept(sk_server *s, int lfd, sk_conn **out)
 {
     if (!s || !out)
         return -EINVAL;
     *out = NULL;
-    if (!s->scratch && !(s->scratch = malloc(SK__SCRATCH + 1)))
+    if (!s->plain_owner.scratch && !(s->plain_owner.scratch = malloc(SK__SCRATCH + 1)))
         return -ENOMEM;
     sk_addr peer;
-    int fd = sk__server_accept_fd(s, lfd, &s->ctr, &peer);
+    int fd = sk__accept_fd(s, lfd, &s->reg.ctr, &peer);
     if (fd <= 0)
         return fd;
     s->plain_owner.now = sk__now_ms();
-    sk_conn *c = sk__conn_new(s, fd, &s->plain_owner, NULL, &peer);
+    /* Its loop runs it; a broadcast from another thread may queue to it. */
+    sk_conn *c = sk__conn_new(s, sizeof(sk_conn), fd, &s->plain_owner, &peer);
     if (!c) {
-        sk__server_release(s);
-        sk__count(&s->ctr, SK__C_REFUSED, 1);
+        sk__registry_release(&s->reg);
+        sk__count(&s->reg.ctr, SK__C_REFUSED, 1);
         close(fd);
         return 0;
     }
@@ -539,44 +438,12 @@ int sk_server_accept(sk_server *s, int lfd, sk_conn **out)
     return 1;
 }
 
-/* ---- counters ---------------------------------------------------------- */
+/* ---- what the registry answers ----------------------------------------- */
 
-void sk__server_add_counters(sk_server *s, struct sk__counters *c)
+static void read_stats(const sk_server *s, sk_stats *st)
 {
-    pthread_mutex_lock(&s->reg_lock);
-    c->next = s->extra_ctr;
-    s->extra_ctr = c;
-    pthread_mutex_unlock(&s->reg_lock);
-}
-
-/* A departing block's counts are folded into the shared one. */
-void sk__server_remove_counters(sk_server *s, struct sk__counters *c)
-{
-    pthread_mutex_lock(&s->reg_lock);
-    for (struct sk__counters **p = &s->extra_ctr; *p; p = &(*p)->next) {
-        if (*p == c) {
-            *p = c->next;
-            break;
-        }
-    }
-    for (int i = 0; i < SK__NCOUNTERS; i++)
-        sk__count(&s->ctr, i, (long long)__atomic_load_n(&c->v[i], __ATOMIC_RELAXED));
-    pthread_mutex_unlock(&s->reg_lock);
-}
-
-int sk_server_stats(const sk_server *s, sk_stats *st)
-{
-    if (!s || !st)
-        return -EINVAL;
     unsigned long long v[SK__NCOUNTERS];
-    sk_server *m = (sk_server *)s; /* the lock is not part of the observable state */
-    pthread_mutex_lock(&m->reg_lock);
-    for (int i = 0; i < SK__NCOUNTERS; i++) {
-        v[i] = __atomic_load_n(&s->ctr.v[i], __ATOMIC_RELAXED);
-        for (struct sk__counters *c = s->extra_ctr; c; c = c->next)
-            v[i] += __atomic_load_n(&c->v[i], __ATOMIC_RELAXED);
-    }
-    pthread_mutex_unlock(&m->reg_lock);
+    sk__registry_totals((struct sk__registry *)&s->reg, v); /* its lock is not observable state */
     *st = (sk_stats){
         .accepted = v[SK__C_ACCEPTED],
         .refused = v[SK__C_REFUSED],
@@ -587,35 +454,34 @@ int sk_server_stats(const sk_server *s, sk_stats *st)
         .read_events = v[SK__C_READ_EVENTS],
         .buffered = v[SK__C_BUFFERED],
     };
-    return 0;
 }
 
-/* ---- what the registry answers ----------------------------------------- */
+#define STATS_SIZE_1_0 SK__SIZE_THROUGH(sk_stats, buffered)
+
+int sk_server_stats(const sk_server *s, sk_stats *st)
+{
+    return sk_server_stats_sized(s, st, STATS_SIZE_1_0);
+}
+
+/* A struct from older headers gets what fits; one from newer headers gets
+ * zeros past what this library keeps. */
+int sk_server_stats_sized(const sk_server *s, sk_stats *st, size_t size)
+{
+    if (!s || !st || size < STATS_SIZE_1_0)
+        return -EINVAL;
+    sk_stats all;
+    read_stats(s, &all);
+    memcpy(st, &all, size < sizeof(all) ? size : sizeof(all));
+    if (size > sizeof(all))
+        memset((char *)st + sizeof(all), 0, size - sizeof(all));
+    return 0;
+}
 
 int sk_server_conn_count(const sk_server *s)
 {
     if (!s)
         return -EINVAL;
-    if (s->count_hook)
-        return s->count_hook(s);
-    return __atomic_load_n(sk__server_counter(s), __ATOMIC_ACQUIRE);
-}
-
-int sk__server_broadcast_direct(sk_server *s, sk_conn *except, const void *data, size_t len)
-{
-    pthread_mutex_lock(&s->reg_lock);
-    for (sk_conn *c = s->reg_head; c; c = c->rnext) {
-        if (c == except)
-            continue;
-        if (c->lock)
-            pthread_mutex_lock(c->lock);
-        if (c->state == SK__OPEN && !c->pending)
-            sk__conn_queue(c, data, len, false);
-        if (c->lock)
-            pthread_mutex_unlock(c->lock);
-    }
-    pthread_mutex_unlock(&s->reg_lock);
-    return 0;
+    return sk__registry_count((struct sk__registry *)&s->reg);
 }
 
 int sk_server_broadcast(sk_server *s, sk_conn *except, const void *data, size_t len)
@@ -626,9 +492,9 @@ int sk_server_broadcast(sk_server *s, sk_conn *except, const void *data, size_t 
         return -ENOTCONN;
     if (len == 0)
         return 0;
-    if (s->backend->broadcast)
-        return s->backend->broadcast(s, except, data, len);
-    return sk__server_broadcast_direct(s, except, data, len);
+    if (s->backend->ops.broadcast)
+        return s->backend->ops.broadcast(s, except, data, len);
+    return sk__conn_broadcast_direct(&s->reg, except, data, len);
 }
 
 int sk_server_broadcastf(sk_server *s, sk_conn *except, const char *fmt, ...)
@@ -652,32 +518,5 @@ int sk_server_names(sk_server *s, sk_name_fn fn, void *arg)
 {
     if (!s || !fn)
         return -EINVAL;
-    if (s->names_hook)
-        return s->names_hook(s, fn, arg);
-    /* Copy under the lock, call back without it: fn may use the server. */
-    size_t cap = 1024, used = 0;
-    char *all = malloc(cap);
-    int n = 0;
-    if (!all)
-        return -ENOMEM;
-    pthread_mutex_lock(&s->reg_lock);
-    for (sk_conn *c = s->reg_head; c; c = c->rnext) {
-        const char *name = sk__conn_name_locked(c);
-        size_t len = strlen(name) + 1;
-        if (used + len > cap) {
-            char *bigger = realloc(all, cap * 2 + len);
-            if (!bigger)
-                break;
-            all = bigger;
-            cap = cap * 2 + len;
-        }
-        memcpy(all + used, name, len);
-        used += len;
-        n++;
-    }
-    pthread_mutex_unlock(&s->reg_lock);
-    for (size_t off = 0; off < used; off += strlen(all + off) + 1)
-        fn(all + off, arg);
-    free(all);
-    return n;
+    return sk__registry_names(&s->reg, fn, arg);
 }

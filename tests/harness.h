@@ -22,7 +22,7 @@ extern sk_reuse reuse;
 struct shared {
     int errors; /* a handler saw something wrong (handlers cannot use cmocka) */
     int opens;
-    int closes[SK_CLOSE_ERROR + 1];
+    int closes[SK_CLOSE_CONNECT + 1];
     int lines;
     int custom[8]; /* for a test's own counts */
 };
@@ -69,14 +69,17 @@ sk_server *new_server(sk_data_fn on_data);
 void start(struct running *r, sk_server *s);   /* bind, fork the server process */
 void finish(struct running *r);                /* stop it, await its report, check it */
 void await_done(struct running *r);            /* its report, after a stop from elsewhere */
+void await_report(struct running *r);          /* the same, whatever sk_server_run() returned */
 char *ask(struct running *r, const char *question, char *answer, size_t size);
 int server_count(struct running *r);
+long server_heap_kib(struct running *r); /* the server process's heap in use */
 sk_stats server_stats(struct running *r);
 void wait_count(struct running *r, int want, int ms);
 
 int dial(const struct running *r);
 void expect_eof(int fd, int ms);
-void expect_text(int fd, const char *want);
+void expect_text(int fd, const char *want); /* within 5 s */
+void expect_text_within(int fd, const char *want, int ms);
 void expect_silence(int fd, int ms);
 
 int thread_count(pid_t pid);

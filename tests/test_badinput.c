@@ -80,6 +80,11 @@ static void socket_layer(void **state)
     assert_int_equal(sk_lines_read(NULL, &line, 0), -EINVAL);
     sk_lines *lr = sk_lines_new(0, 10);
     assert_int_equal(sk_lines_read(lr, NULL, 0), -EINVAL);
+    size_t len = 7;
+    assert_int_equal(sk_lines_next(NULL, &line, &len, 0), -EINVAL);
+    assert_int_equal(len, 0);
+    assert_int_equal(sk_lines_next(lr, NULL, &len, 0), -EINVAL);
+    assert_int_equal(sk_lines_next(lr, &line, NULL, 0), -EINVAL);
     sk_lines_free(lr);
     assert_int_equal(sk_lines_pending(NULL), 0);
     sk_lines_free(NULL);
@@ -90,6 +95,19 @@ static int run_nothing(sk_server *s)
 {
     (void)s;
     return 0;
+}
+
+static void count_post(sk_server *s, sk_conn *c, void *arg)
+{
+    assert_non_null(s);
+    assert_null(c);
+    (*(int *)arg)++;
+}
+
+static void no_timer(sk_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
 }
 
 static void server_layer(void **state)
@@ -108,6 +126,9 @@ static void server_layer(void **state)
     assert_int_equal(sk_server_set_idle_timeout(NULL, 1), -EINVAL);
     assert_int_equal(sk_server_set_framing(NULL, SK_FRAMING_RAW, 0), -EINVAL);
     assert_int_equal(sk_server_set_max_output(NULL, 1), -EINVAL);
+    assert_int_equal(sk_server_set_watermarks(NULL, 2, 1), -EINVAL);
+    assert_int_equal(sk_server_on_drain(NULL, NULL), -EINVAL);
+    assert_int_equal(sk_server_on_eof(NULL, NULL), -EINVAL);
     assert_int_equal(sk_server_set_drain_timeout(NULL, 1), -EINVAL);
     assert_int_equal(sk_server_set_nodelay(NULL, true), -EINVAL);
     assert_int_equal(sk_server_set_option(NULL, "workers", "1"), -EINVAL);
@@ -141,9 +162,12 @@ static void server_layer(void **state)
     assert_int_equal(sk_server_set_backend(s, ""), SK_EBACKEND);
     assert_int_equal(sk_server_set_workers(s, INT_MAX), -EINVAL);
     assert_int_equal(sk_server_set_max_conns(s, INT_MIN), -EINVAL);
-    assert_int_equal(sk_server_set_idle_timeout(s, -1), -EINVAL);
+    assert_int_equal(sk_server_set_idle_timeout(s, INT_MIN), 0); /* no limit (1.1) */
     assert_int_equal(sk_server_set_framing(s, SK_FRAMING_LINES, SIZE_MAX), -EINVAL);
     assert_int_equal(sk_server_set_max_output(s, 0), -EINVAL);
+    assert_int_equal(sk_server_set_watermarks(s, 0, 0), -EINVAL);
+    assert_int_equal(sk_server_set_watermarks(s, 10, 10), -EINVAL); /* low under high */
+    assert_int_equal(sk_server_set_watermarks(s, SIZE_MAX, SIZE_MAX - 1), 0);
     assert_int_equal(sk_server_set_drain_timeout(s, INT_MIN), -EINVAL);
     assert_int_equal(sk_server_set_option(s, NULL, "1"), -EINVAL);
     assert_int_equal(sk_server_set_option(s, "workers", NULL), -EINVAL);
@@ -158,6 +182,10 @@ static void server_layer(void **state)
     assert_int_equal(sk_server_broadcastf(s, NULL, NULL), -EINVAL);
     assert_int_equal(sk_server_names(s, NULL, NULL), -EINVAL);
     assert_int_equal(sk_server_stats(s, NULL), -EINVAL);
+    assert_int_equal(sk_server_stats_sized(s, NULL, sizeof(sk_stats)), -EINVAL);
+    assert_int_equal(sk_server_stats_sized(NULL, &st, sizeof(st)), -EINVAL);
+    assert_int_equal(sk_server_stats_sized(s, &st, sizeof(st) - 1), -EINVAL);
+    assert_int_equal(sk_server_stats_sized(s, &st, 0), -EINVAL);
     assert_int_equal(sk_server_listener(s, -1), -ENOENT);
     assert_int_equal(sk_server_listener(s, INT_MAX), -ENOENT);
     assert_int_equal(sk_server_accept(s, -1, NULL), -EINVAL);
@@ -175,6 +203,12 @@ static void server_layer(void **state)
     assert_int_equal(sk_conn_sendf(NULL, "%s", "x"), -EINVAL);
     sk_conn_close(NULL);
     assert_int_equal(sk_conn_pending(NULL), 0);
+    assert_int_equal(sk_conn_pause(NULL), -EINVAL);
+    assert_int_equal(sk_conn_resume(NULL), -EINVAL);
+    assert_false(sk_conn_paused(NULL));
+    assert_int_equal(sk_conn_set_watermarks(NULL, 2, 1), -EINVAL);
+    assert_false(sk_conn_over_high(NULL));
+    assert_int_equal(sk_conn_shutdown(NULL), -EINVAL);
     assert_string_equal(sk_conn_peer(NULL), "?");
     assert_string_equal(sk_conn_local(NULL), "?");
     assert_int_equal(sk_conn_set_name(NULL, "n"), -EINVAL);
@@ -185,6 +219,49 @@ static void server_layer(void **state)
     assert_int_equal(sk_conn_fd(NULL), -EINVAL);
     assert_int_equal(sk_conn_drive(NULL, true, true), 0);
     assert_int_equal(sk_conn_deadline(NULL), -1);
+    /* timers */
+    assert_null(sk_conn_timer(NULL, no_timer, NULL));
+    assert_null(sk_server_timer(NULL, no_timer, NULL));
+    assert_int_equal(sk_timer_start(NULL, 1, 0), -EINVAL);
+    assert_int_equal(sk_timer_stop(NULL), -EINVAL);
+    assert_false(sk_timer_armed(NULL));
+    sk_timer_free(NULL);
+    s = sk_server_new("127.0.0.1:0");
+    assert_null(sk_server_timer(s, NULL, NULL));
+    sk_timer *t = sk_server_timer(s, no_timer, NULL);
+    assert_non_null(t);
+    assert_int_equal(sk_timer_start(t, -1, 0), -EINVAL);
+    assert_int_equal(sk_timer_start(t, 0, -1), -EINVAL);
+    assert_int_equal(sk_timer_start(t, INT_MAX, INT_MAX), 0);
+    assert_true(sk_timer_armed(t));
+    sk_server_timer(s, no_timer, NULL); /* left to sk_server_free */
+    sk_server_free(s);                  /* frees both: no leak */
+    /* outbound connections and posts */
+    sk_conn *made = (sk_conn *)buf; /* set to NULL on every return */
+    assert_int_equal(sk_server_connect(NULL, "127.0.0.1:1", 0, NULL, &made), -EINVAL);
+    assert_null(made);
+    s = sk_server_new(NULL);
+    assert_int_equal(sk_server_connect(s, NULL, 0, NULL, NULL), -EINVAL);
+    assert_int_equal(sk_server_connect(s, "*:80", 0, NULL, NULL), -EINVAL);
+    assert_int_equal(sk_server_connect(s, "127.0.0.1", 0, NULL, NULL), SK_EPORT);
+    assert_int_equal(sk_server_connect(s, "[127.0.0.1]:80", 0, NULL, NULL), SK_EADDR);
+    assert_int_equal(sk_server_connect(s, "127.0.0.1:65536", 0, NULL, NULL), SK_EPORT);
+    /* asked for outside a run, never run: failed by sk_server_free, no leak */
+    assert_int_equal(sk_server_connect(s, "127.0.0.1:9", 0, NULL, NULL), 0);
+    assert_int_equal(sk_server_connect(s, "name.sk-test:9", 0, NULL, NULL), 0);
+    assert_int_equal(sk_conn_error(NULL), 0);
+    assert_false(sk_conn_outbound(NULL));
+    assert_int_equal(sk_conn_id(NULL), 0);
+    int runs = 0;
+    assert_int_equal(sk_server_post(NULL, 0, count_post, &runs), -EINVAL);
+    assert_int_equal(sk_server_post(s, 0, NULL, &runs), -EINVAL);
+    assert_int_equal(sk_server_post(s, 1, count_post, &runs), -ENOENT);
+    assert_int_equal(sk_server_post(s, UINT64_MAX, count_post, &runs), -ENOENT);
+    assert_int_equal(sk_server_post(s, 0, count_post, &runs), 0);
+    assert_int_equal(runs, 0);
+    sk_server_free(s); /* runs what no run took */
+    assert_int_equal(runs, 1);
+    assert_string_equal(sk_close_reason_name(SK_CLOSE_CONNECT), "connect");
     assert_string_equal(sk_close_reason_name((sk_close_reason)-1), "?");
     assert_string_equal(sk_close_reason_name((sk_close_reason)0), "?");
 
@@ -200,6 +277,11 @@ static void server_layer(void **state)
     assert_int_equal(sk_backend_register(&runless), -EINVAL);
     sk_backend taken = {.name = "fork", .run = run_nothing};
     assert_int_equal(sk_backend_register(&taken), -EEXIST);
+    assert_int_equal(sk_backend_register_sized(NULL, sizeof(sk_backend)), -EINVAL);
+    assert_int_equal(sk_backend_register_sized(&taken, 0), -EINVAL);
+    assert_int_equal(sk_backend_register_sized(&taken, sizeof(taken) - 1), -EINVAL);
+    assert_int_equal(sk_backend_register_sized(&runless, sizeof(runless)), -EINVAL);
+    assert_int_equal(sk_backend_register_sized(&taken, sizeof(taken)), -EEXIST);
     static sk_backend many[40];
     static char names[40][16];
     int rc = 0, added = 0;

@@ -19,7 +19,7 @@ static void setters_check_their_values(void **state)
     assert_int_equal(sk_server_set_workers(s, -1), -EINVAL);
     assert_int_equal(sk_server_set_workers(s, 257), -EINVAL);
     assert_int_equal(sk_server_set_max_conns(s, 0), -EINVAL);
-    assert_int_equal(sk_server_set_idle_timeout(s, -5), -EINVAL);
+    assert_int_equal(sk_server_set_idle_timeout(s, -5), 0); /* since 1.1: no limit, as 0 */
     assert_int_equal(sk_server_set_framing(s, SK_FRAMING_LINES, 0), -EINVAL);
     assert_int_equal(sk_server_set_framing(s, SK_FRAMING_LINES, (16u << 20) + 1), -EINVAL);
     assert_int_equal(sk_server_set_framing(s, (sk_framing)9, 10), -EINVAL);
@@ -131,11 +131,6 @@ static void unix_socket_file_goes_with_the_server(void **state)
     tu_rmtree(dir);
 }
 
-static void *run(void *arg)
-{
-    return (void *)(intptr_t)sk_server_run(arg);
-}
-
 static void stop_on_signal_stops_gracefully(void **state)
 {
     (void)state;
@@ -143,16 +138,13 @@ static void stop_on_signal_stops_gracefully(void **state)
     assert_int_equal(sk_server_stop_on_signal(s, SIGUSR2), 0);
     assert_int_equal(sk_server_stop_on_signal(s, SIGKILL), -EINVAL);
     assert_int_equal(sk_server_stop_on_signal(s, 0), -EINVAL);
-    assert_int_equal(sk_server_bind(s), 0);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, run, s), 0);
+    struct tu_serving sv;
+    tu_serve(&sv, s);
     usleep(50000); /* let it start running */
     assert_int_equal(sk_server_set_idle_timeout(s, 1), -EBUSY); /* running */
     assert_int_equal(sk_server_run(s), -EBUSY);
     kill(getpid(), SIGUSR2);
-    void *rc;
-    pthread_join(t, &rc);
-    assert_int_equal((intptr_t)rc, 0);
+    assert_int_equal(tu_serve_join(&sv), 0);
     sk_server_free(s);
     kill(getpid(), SIGUSR2); /* the handler stays, and now stops nothing */
 }

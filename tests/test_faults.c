@@ -150,11 +150,148 @@ static void echo_under_faults(void **state)
     assert_true(f->eintr >= 20 && f->eagain >= 20 && f->short_io >= 20);
 }
 
+/* The event loop's wait fails: sk_server_run() returns that error, and
+ * before that every connection is closed (each client sees its end, after
+ * on_close ran for it), every thread joined, every child reaped, nothing left
+ * open. The defect this guards: pthread waited for its threads forever, fork
+ * returned with its children unreaped. */
+static void a_failing_loop_closes_everything_and_returns(void **state)
+{
+    (void)state;
+    enum { N = 3 };
+    struct running r;
+    harness_before_run = harness_after_run = NULL; /* no random faults */
+    start(&r, new_server(echo));
+    int fd[N];
+    for (int i = 0; i < N; i++) {
+        fd[i] = dial(&r);
+        assert_int_equal(sk_write_all(fd[i], "e", 1, 1000), 1);
+        expect_text(fd[i], "e");
+    }
+    char answer[64];
+    assert_string_equal(ask(&r, "fail wait\n", answer, sizeof(answer)), "armed\n");
+    /* An event, so that the loop wakes and waits again, and that wait fails. It
+     * may already have woken for something else: then the server is gone and
+     * this connect is refused. */
+    int waker = sk_connect(r.addr, 2000);
+    await_report(&r);
+    assert_int_equal(r.done.rc, -EINVAL);
+    assert_int_equal(fault_counts->once_hit, 1);
+    assert_int_equal(r.done.children, 0);
+    assert_int_equal(r.done.threads, r.done.threads0);
+    assert_int_equal(r.done.fds, r.done.fds0);
+    for (int i = 0; i < N; i++) {
+        expect_eof(fd[i], 5000);
+        close(fd[i]);
+    }
+    if (waker >= 0) {
+        expect_eof(waker, 5000);
+        close(waker);
+    }
+    int opens = shared_get(&sh->opens);
+    assert_true(opens >= N);
+    assert_int_equal(total_closes(), opens); /* on_close once for each */
+    assert_int_equal(shared_get(&sh->closes[SK_CLOSE_STOP]) +
+                         shared_get(&sh->closes[SK_CLOSE_ERROR]),
+                     opens);
+}
+
+/* A backend that cannot set up (no descriptor left for its epoll set or an
+ * eventfd) fails the run at once with that error, not a made-up -ENOMEM, and
+ * leaves nothing behind. */
+static enum fault_once setup_fault;
+
+static void fail_setup(sk_server *s)
+{
+    (void)s;
+    fault_enable(0);
+    fault_fail_next(setup_fault, EMFILE);
+}
+
+static void a_failed_setup_keeps_its_error(void **state)
+{
+    (void)state;
+    bool epoll = strncmp(backend, "epoll", 5) == 0;
+    const struct {
+        enum fault_once kind;
+        bool used; /* this backend makes one when it starts */
+    } kinds[] = {
+        {FAULT_EPOLL_CREATE, epoll || strcmp(backend, "fork") == 0},
+        {FAULT_EVENTFD, epoll || strcmp(backend, "pthread") == 0},
+    };
+    harness_before_run = fail_setup;
+    harness_after_run = NULL;
+    int tried = 0;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (!kinds[i].used)
+            continue;
+        setup_fault = kinds[i].kind;
+        long before = fault_counts->once_hit;
+        struct running r;
+        start(&r, new_server(echo));
+        await_report(&r);
+        assert_int_equal(fault_counts->once_hit, before + 1);
+        assert_int_equal(r.done.rc, -EMFILE);
+        assert_int_equal(r.done.fds, r.done.fds0);
+        assert_int_equal(r.done.threads, r.done.threads0);
+        assert_int_equal(r.done.children, 0);
+        tried++;
+    }
+    assert_true(tried > 0);
+    harness_before_run = NULL;
+}
+
+/* A registration that fails never costs a connection slot: with room for one
+ * connection, the next client is served once the first has gone. (fork lost
+ * the slot when a child's relay could not be watched: its exit was never
+ * seen, and every later client was refused.) */
+static void a_failed_registration_gives_its_slot_back(void **state)
+{
+    (void)state;
+    harness_before_run = harness_after_run = NULL;
+    struct running r;
+    sk_server *s = new_server(echo);
+    sk_server_set_max_conns(s, 1);
+    start(&r, s);
+    char answer[64];
+    assert_string_equal(ask(&r, "fail add\n", answer, sizeof(answer)), "armed\n");
+    long before = fault_counts->once_hit;
+    int a = dial(&r);
+    char buf[2] = {0};
+    /* Served (fork: the child runs; its relay is watched later) or refused at
+     * once (epoll: the socket itself could not be registered). */
+    assert_int_equal(sk_write_all(a, "a", 1, 1000), 1);
+    ssize_t n = sk_read_some(a, buf, 1, 5000);
+    assert_true(n == 1 || n == 0 || n == -ECONNRESET);
+    if (n == 1)
+        assert_int_equal(buf[0], 'a');
+    close(a);
+    /* fork's child can answer before the parent tries to watch its relay;
+     * the child is reaped (count 0) only after that try. */
+    wait_count(&r, 0, 5000);
+    if (strcmp(backend, "pthread") != 0) /* pthread has no epoll set */
+        assert_int_equal(fault_counts->once_hit, before + 1);
+    int b = dial(&r);
+    assert_int_equal(sk_write_all(b, "b", 1, 1000), 1);
+    expect_text(b, "b");
+    close(b);
+    char clear[64];
+    ask(&r, "faults off\n", clear, sizeof(clear));
+    finish(&r);
+}
+
 static void on_command(const char *line, char *reply, size_t size)
 {
     if (strcmp(line, "faults off") == 0) {
         fault_set_rate(0);
+        for (int k = 0; k <= FAULT_EPOLL_ADD; k++)
+            fault_fail_next((enum fault_once)k, 0);
         snprintf(reply, size, "off");
+    } else if (strcmp(line, "fail wait") == 0 || strcmp(line, "fail add") == 0) {
+        fault_enable(0); /* armed, with no random fault */
+        fault_fail_next(line[5] == 'w' ? FAULT_WAIT : FAULT_EPOLL_ADD,
+                        line[5] == 'w' ? EINVAL : ENOMEM);
+        snprintf(reply, size, "armed");
     }
 }
 
@@ -166,6 +303,12 @@ int main(int argc, char **argv)
     harness_on_command = on_command;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(echo_under_faults, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(a_failing_loop_closes_everything_and_returns,
+                                        harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(a_failed_setup_keeps_its_error, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(a_failed_registration_gives_its_slot_back,
+                                        harness_setup, harness_teardown),
     };
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
 }

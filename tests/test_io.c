@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <signal.h>
@@ -12,7 +13,18 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define BIG (4 << 20)
+#define BIG_BYTES (4 << 20)
+
+/* SK_TEST_SCALE (valgrind) divides loads and multiplies intervals. */
+static long test_scale(void)
+{
+    const char *scale = getenv("SK_TEST_SCALE");
+    return scale && atoi(scale) > 0 ? atoi(scale) : 1;
+}
+
+/* What the transfer tests move: 4 MiB, less under valgrind, which checks
+ * memory rather than throughput (each piece is a system call, interrupted). */
+#define BIG ((size_t)(BIG_BYTES / test_scale()))
 
 struct pump {
     int fd;
@@ -54,16 +66,18 @@ static void on_alarm(int sig)
     (void)sig;
 }
 
-/* A timer interrupting system calls every millisecond (times SK_TEST_SCALE, so
- * that valgrind's slower threads still progress), without SA_RESTART. */
+/* A timer interrupting system calls every millisecond, without SA_RESTART.
+ * Under valgrind (SK_TEST_SCALE) every SK_TEST_SCALE squared: each delivery
+ * costs valgrind milliseconds, and on a loaded machine a tick every 8 ms left
+ * the test no time between signals (it spun for 20 minutes). */
 static void interrupt_often(bool on)
 {
     /* The no-op handler stays once installed: a tick still pending when the
      * timer stops, caught by SIG_DFL, killed the test under valgrind. */
     struct sigaction sa = {.sa_handler = on_alarm};
     sigaction(SIGALRM, &sa, NULL);
-    const char *scale = getenv("SK_TEST_SCALE");
-    long us = on ? 1000L * (scale && atoi(scale) > 0 ? atoi(scale) : 1) : 0;
+    long k = test_scale();
+    long us = on ? 1000L * k * k : 0;
     struct itimerval it = {{0, us}, {0, us}};
     setitimer(ITIMER_REAL, &it, NULL);
 }
@@ -170,6 +184,38 @@ static void reads_time_out_and_see_eof(void **state)
     assert_int_equal(sk_read_some(sv[0], buf, sizeof(buf), 200), 0);
     assert_int_equal(sk_read_full(sv[0], buf, 5, 200), 0);
     close(sv[0]);
+}
+
+/* The write side honours its bound too, on blocking descriptors: a socket
+ * and a pipe nobody reads. What was written before the bound is not lost:
+ * the reader finds a prefix of the buffer. */
+static void writes_time_out_on_blocking_descriptors(void **state)
+{
+    (void)state;
+    size_t len = 8 << 20;
+    char *big = malloc(len), *back = malloc(len);
+    assert_non_null(big);
+    assert_non_null(back);
+    tu_fill_random(big, len, 7);
+    int sv[2], p[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    int writers[2] = {sv[0], p[1]}, readers[2] = {sv[1], p[0]};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(sk_is_nonblocking(writers[i]), 0);
+        int64_t t0 = tu_now_ms();
+        assert_int_equal(sk_write_all(writers[i], big, len, 100), -ETIMEDOUT);
+        int64_t took = tu_now_ms() - t0;
+        assert_true(took >= 90 && took < 3000);
+        assert_int_equal(sk_is_nonblocking(writers[i]), 0); /* left as it was */
+        close(writers[i]);
+        ssize_t n = sk_read_full(readers[i], back, len, 5000);
+        assert_true(n > 0 && n < (ssize_t)len);
+        assert_memory_equal(back, big, (size_t)n);
+        close(readers[i]);
+    }
+    free(big);
+    free(back);
 }
 
 static void bad_arguments(void **state)
@@ -330,6 +376,7 @@ int main(void)
         cmocka_unit_test(nonblocking_fds_are_waited_on),
         cmocka_unit_test(writing_to_a_closed_peer_is_epipe_not_sigpipe),
         cmocka_unit_test(reads_time_out_and_see_eof),
+        cmocka_unit_test(writes_time_out_on_blocking_descriptors),
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(lines_are_whole_however_the_bytes_are_split),
         cmocka_unit_test(over_long_line_is_an_error),

@@ -5,6 +5,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,4 +116,24 @@ void tu_fill_random(void *buf, size_t len, uint64_t seed)
         x ^= x << 17;
         p[i] = (unsigned char)(x >> 24);
     }
+}
+
+static void *serve(void *arg)
+{
+    return (void *)(intptr_t)sk_server_run(arg);
+}
+
+void tu_serve(struct tu_serving *sv, sk_server *s)
+{
+    sv->s = s;
+    assert_int_equal(sk_server_bind(s), 0);
+    assert_true(sk_server_address(s, sv->addr, sizeof(sv->addr)) > 0);
+    assert_int_equal(pthread_create(&sv->thread, NULL, serve, s), 0);
+}
+
+int tu_serve_join(struct tu_serving *sv)
+{
+    void *rc;
+    pthread_join(sv->thread, &rc);
+    return (int)(intptr_t)rc;
 }

@@ -3,6 +3,7 @@
 #ifndef SK_TEST_UTIL_H
 #define SK_TEST_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,5 +33,17 @@ int tu_is_cloexec(int fd);
 
 /* Fill buf with reproducible pseudo-random bytes from seed. */
 void tu_fill_random(void *buf, size_t len, uint64_t seed);
+
+/* A server running in a thread of this process (for backends whose callbacks
+ * need no fork): tu_serve() binds it, fills addr and starts sk_server_run();
+ * tu_serve_join() waits for the run to return (after a stop) and gives its
+ * result. */
+struct tu_serving {
+    sk_server *s;
+    char addr[SK_ADDR_STRLEN];
+    pthread_t thread;
+};
+void tu_serve(struct tu_serving *sv, sk_server *s);
+int tu_serve_join(struct tu_serving *sv);
 
 #endif

@@ -2,15 +2,18 @@
 /**
  * @file addr.h
  * @brief Socket addresses: parse, resolve and format `host:port`, `[v6]:port`,
- *        `*:port` and `unix:/path`.
+ *        `*:port`, `unix:/path` and `unix:@name`.
  *
  * The text forms accepted everywhere in libsockkit:
  * - `127.0.0.1:5188`, `localhost:5188` — an IPv4 address or a host name and a port;
  * - `[::1]:5188`, `[fe80::1%eth0]:5188` — an IPv6 address in brackets;
  * - `*:5188` — every local interface (IPv6 and IPv4 where the host has IPv6);
- * - `unix:/run/app.sock` — a unix-domain stream socket.
+ * - `unix:/run/app.sock` — a unix-domain stream socket;
+ * - `unix:@app` — a unix-domain stream socket in Linux's abstract namespace
+ *   (no file; the `@` stands for the name's leading NUL byte).
  *
- * The port is always required; `0` asks the kernel for a free one.
+ * The port is always required (but not for `unix:`); `0` asks the kernel for a
+ * free one.
  */
 #ifndef SOCKKIT_ADDR_H
 #define SOCKKIT_ADDR_H
@@ -71,15 +74,15 @@ SK_API int sk_addr_parse(const char *text, sk_addr *out);
 SK_API int sk_addr_resolve(const char *text, sk_addr *out);
 
 /**
- * Format an address as `127.0.0.1:5188`, `[::1]:5188` or `unix:/path`
- * (an unnamed unix socket gives `unix:`).
+ * Format an address as `127.0.0.1:5188`, `[::1]:5188`, `unix:/path` or
+ * `unix:@name` (an unnamed unix socket gives `unix:`).
  *
  * @param addr The address.
  * @param buf  Receives the NUL-terminated text; #SK_ADDR_STRLEN bytes always suffice.
  * @param size Size of @p buf.
- * @return The length of the text (without the NUL); `-EINVAL` for NULL or an
- *         unknown family; `-ENOSPC` if @p buf is too small (nothing is truncated:
- *         @p buf then holds an empty string).
+ * @return The length of the text (without the NUL); `-EINVAL` for NULL, a
+ *         @p size of 0 or an unknown family; `-ENOSPC` if @p buf is too small
+ *         (nothing is truncated: @p buf then holds an empty string).
  * @since 1.0
  */
 SK_API int sk_addr_format(const sk_addr *addr, char *buf, size_t size);
@@ -120,7 +123,8 @@ SK_API int sk_addr_getpeername(int fd, sk_addr *out);
  * @param buf  Receives the text; #SK_ADDR_STRLEN bytes always suffice.
  * @param size Size of @p buf.
  * @return The length of the text, or a negative code (see sk_addr_getsockname()
- *         and sk_addr_format()).
+ *         and sk_addr_format()): `-EINVAL` for a NULL @p buf or a @p size of 0;
+ *         after any other error (`-ENOSPC`, ...) @p buf holds an empty string.
  * @since 1.0
  */
 SK_API int sk_local_addr(int fd, char *buf, size_t size);
@@ -131,7 +135,9 @@ SK_API int sk_local_addr(int fd, char *buf, size_t size);
  * @param fd   A connected socket.
  * @param buf  Receives the text; #SK_ADDR_STRLEN bytes always suffice.
  * @param size Size of @p buf.
- * @return The length of the text, or a negative code (`-ENOTCONN`, ...).
+ * @return The length of the text, or a negative code (`-ENOTCONN`, ...), as
+ *         sk_local_addr(): `-EINVAL` for a @p size of 0, else @p buf holds an
+ *         empty string after an error (`-ENOSPC`, ...).
  * @since 1.0
  */
 SK_API int sk_peer_addr(int fd, char *buf, size_t size);

@@ -23,7 +23,7 @@
  *     //    SK_CLOSE_STOP), keep driving them; return 0 when none is left.
  * }
  * static const sk_backend my_backend = {.name = "my-poll", .run = my_run};
- * sk_backend_register(&my_backend);
+ * sk_backend_register_sized(&my_backend, sizeof(my_backend));
  * @endcode
  * `tests/poll_backend.c` is such a backend, and the conformance suite runs on it.
  */
@@ -38,6 +38,12 @@
 
 /**
  * A backend's ops table. Registered tables must outlive every server using them.
+ *
+ * The table may grow in a 1.x release: members are only ever appended, and a
+ * program registers its table with sk_backend_register_sized(), which is told
+ * how far the table goes. Members the program's headers did not have are
+ * then absent to the library (as if NULL); members the library does not know
+ * must be zero. Initialise the table with designated initialisers, as below.
  * @since 1.0
  */
 typedef struct sk_backend {
@@ -53,7 +59,9 @@ typedef struct sk_backend {
     /**
      * Deliver bytes to every live connection but @p except. NULL: the library
      * queues them directly to each connection from the calling thread, which
-     * is right for a backend that runs all connections in one thread.
+     * is right for a backend that runs all connections in one thread. From
+     * another thread, what a socket does not take at once waits for the next
+     * sk_conn_drive() of that connection (the library cannot wake your loop).
      */
     int (*broadcast)(sk_server *server, sk_conn *except, const void *data, size_t len);
 } sk_backend;
@@ -69,13 +77,31 @@ typedef struct sk_backend {
 SK_BEGIN_DECLS
 
 /**
- * Register a backend.
+ * Register a backend whose table has the members of the 1.0 headers only
+ * (`name`, `summary`, `run`, `broadcast`): members a later header appends are
+ * not read, even if the program set them. Programs built against 1.1 or later
+ * call sk_backend_register_sized() instead.
  * @param backend The ops table; it must stay valid for the life of the program.
  * @return 0; `-EEXIST` (a backend has that name); `-EINVAL` (bad name, no
  *         `run`); `-ENOSPC` (32 backends at most).
  * @since 1.0
  */
 SK_API int sk_backend_register(const sk_backend *backend);
+
+/**
+ * Register a backend, saying how large its table is: `sizeof` of the
+ * program's #sk_backend. The library reads the members it knows that fit in
+ * @p size (the others count as NULL), so a table compiled against older or
+ * newer headers registers correctly.
+ * @param backend The ops table; it must stay valid for the life of the program.
+ * @param size    `sizeof(*backend)` as the program was compiled.
+ * @return 0; `-EEXIST` (a backend has that name); `-EINVAL` (bad name, no
+ *         `run`, or @p size smaller than the 1.0 table); `-E2BIG` (a member
+ *         this library does not know of is set: the program needs a newer
+ *         libsockkit); `-ENOSPC` (32 backends at most).
+ * @since 1.1
+ */
+SK_API int sk_backend_register_sized(const sk_backend *backend, size_t size);
 
 /**
  * Look a backend up by name.
@@ -90,7 +116,8 @@ SK_API const sk_backend *sk_backend_find(const char *name);
  * pthread, fork"` — ready for an error message.
  * @param buf  Receives the text.
  * @param size Size of @p buf.
- * @return The text's length, `-ENOSPC` (@p buf holds what fitted) or `-EINVAL`.
+ * @return The text's length; `-ENOSPC` (@p buf holds the whole names that
+ *         fitted); `-EINVAL` (NULL, or @p size 0).
  * @since 1.0
  */
 SK_API int sk_backend_list(char *buf, size_t size);
@@ -99,7 +126,8 @@ SK_API int sk_backend_list(char *buf, size_t size);
  * A listening socket of a bound server (non-blocking, close-on-exec).
  * @param server The server.
  * @param index  0, 1, ...
- * @return The descriptor, or `-ENOENT` past the last one.
+ * @return The descriptor, or `-ENOENT` past the last one (also for NULL, and
+ *         before the server is bound).
  * @since 1.0
  */
 SK_API int sk_server_listener(const sk_server *server, int index);
@@ -108,7 +136,7 @@ SK_API int sk_server_listener(const sk_server *server, int index);
  * A descriptor that becomes readable when sk_server_stop() is called, and
  * stays readable. Never read it.
  * @param server The server.
- * @return The descriptor.
+ * @return The descriptor, or `-EINVAL` for NULL.
  * @since 1.0
  */
 SK_API int sk_server_stop_fd(const sk_server *server);

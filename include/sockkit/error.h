@@ -27,8 +27,8 @@
 
 /** @name Library errors
  * @{ */
-/** The address text is malformed: not `host:port`, `[ipv6]:port`, `*:port` or
- *  `unix:/path`. @since 1.0 */
+/** The address text is malformed: not `host:port`, `[ipv6]:port`, `*:port`,
+ *  `unix:/path` or `unix:@name`. @since 1.0 */
 #define SK_EADDR (-3100)
 /** The port is missing or is not a number from 0 to 65535. @since 1.0 */
 #define SK_EPORT (-3101)

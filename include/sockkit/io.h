@@ -4,8 +4,9 @@
  * @brief Whole-buffer reads and writes, and a line reader with a length limit.
  *
  * These helpers retry on `EINTR`, loop over short transfers, never raise
- * `SIGPIPE`, and work on blocking and non-blocking descriptors
- * alike (on a non-blocking one they wait with `poll`).
+ * `SIGPIPE`, and work on blocking and non-blocking descriptors alike: they
+ * wait with `poll`, so a timeout bounds them on either kind, and they leave
+ * the descriptor's mode as it was.
  */
 #ifndef SOCKKIT_IO_H
 #define SOCKKIT_IO_H
@@ -26,8 +27,9 @@ SK_BEGIN_DECLS
  *
  * @param fd         Where to write.
  * @param buf        The bytes.
- * @param len        How many.
- * @param timeout_ms Bound on the whole call; `< 0`: none.
+ * @param len        How many; 0 writes nothing and returns 0.
+ * @param timeout_ms Bound on the whole call, on a blocking descriptor too (1.0
+ *                   ignored it there); `< 0`: none.
  * @return @p len; or `-EPIPE`, `-ECONNRESET`, `-ETIMEDOUT`, `-EBADF`,
  *         `-EINVAL` (NULL buffer with a non-zero length). After a failure an
  *         unknown prefix of the buffer may have been written.
@@ -40,7 +42,7 @@ SK_API ssize_t sk_write_all(int fd, const void *buf, size_t len, int timeout_ms)
  *
  * @param fd         Where to read.
  * @param buf        Receives the bytes.
- * @param len        How many are wanted.
+ * @param len        How many are wanted; 0 reads nothing and returns 0.
  * @param timeout_ms Bound on the whole call; `< 0`: none.
  * @return The bytes read: @p len, or fewer at end of file (0 if the stream had
  *         already ended); or `-ETIMEDOUT`, `-ECONNRESET`, `-EBADF`, `-EINVAL`.
@@ -55,10 +57,10 @@ SK_API ssize_t sk_read_full(int fd, void *buf, size_t len, int timeout_ms);
  *
  * @param fd         Where to read.
  * @param buf        Receives the bytes.
- * @param len        Size of @p buf.
+ * @param len        Size of @p buf, at least 1 (unlike sk_read_full()).
  * @param timeout_ms Bound on the wait; `< 0`: none.
  * @return The bytes read (1 to @p len), 0 at end of file, or `-ETIMEDOUT`,
- *         `-ECONNRESET`, `-EBADF`, `-EINVAL`.
+ *         `-ECONNRESET`, `-EBADF`, `-EINVAL` (NULL @p buf, or @p len 0).
  * @since 1.0
  */
 SK_API ssize_t sk_read_some(int fd, void *buf, size_t len, int timeout_ms);
@@ -81,7 +83,9 @@ typedef struct sk_lines sk_lines;
 SK_API sk_lines *sk_lines_new(int fd, size_t max_line);
 
 /**
- * Read the next line, as `getline` does.
+ * Read the next line, as `getline` does: with its `\n`. To get lines as the
+ * server's line framing hands them to a handler, without `\n` or `\r\n`,
+ * use sk_lines_next().
  *
  * @param lines      The reader.
  * @param line       Receives a pointer to the line: it keeps its `\n` (the
@@ -97,7 +101,30 @@ SK_API sk_lines *sk_lines_new(int fd, size_t max_line);
 SK_API ssize_t sk_lines_read(sk_lines *lines, char **line, int timeout_ms);
 
 /**
- * Bytes read from the descriptor but not yet returned as a line.
+ * Read the next line without its terminator, exactly as the server's line
+ * framing (#SK_FRAMING_LINES) hands lines to @ref sk_data_fn. A trailing `\n`
+ * or `\r\n` is removed, a last line without one is returned as it is (less a
+ * trailing `\r`), and the length limit counts the terminator as
+ * sk_lines_read() does. A program can move between a blocking client and a
+ * server handler and see the same bytes.
+ *
+ * Calls may be mixed with sk_lines_read() on the same reader.
+ *
+ * @param lines      The reader.
+ * @param line       Receives a pointer to the line: NUL-terminated, may
+ *                   contain NUL bytes, valid until the next call.
+ * @param len        Receives its length without the terminator (0 for an
+ *                   empty line).
+ * @param timeout_ms Bound on the wait; `< 0`: none.
+ * @return 1 (a line), 0 at end of file; or the codes of sk_lines_read():
+ *         #SK_ETOOLONG, `-ETIMEDOUT`, `-ECONNRESET`, `-EINVAL`, ...
+ * @since 1.1
+ */
+SK_API int sk_lines_next(sk_lines *lines, char **line, size_t *len, int timeout_ms);
+
+/**
+ * Input: bytes read from the descriptor and buffered in the reader, not yet
+ * returned as a line.
  *
  * @param lines The reader.
  * @return The count; 0 for NULL.

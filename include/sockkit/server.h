@@ -25,8 +25,11 @@
  *
  * The same rules hold on every backend:
  * - The `sk_conn_*` functions are called only from that connection's own
- *   callbacks (in its thread or process). A connection handle is never valid
- *   after its @ref sk_close_fn returns.
+ *   callbacks (in its thread or process); since 1.1, on a loop that runs
+ *   several connections in one thread (`epoll-*` with one reactor, a
+ *   program's own single-threaded backend), also from the callbacks of
+ *   another connection of that loop (a relay). A connection handle is never
+ *   valid after its @ref sk_close_fn returns.
  * - sk_server_broadcast(), sk_server_conn_count(), sk_server_names() and
  *   sk_server_stop() may be called from any callback of any connection;
  *   sk_server_stop() also from any thread and from a signal handler.
@@ -40,6 +43,13 @@
  * socket is still open: what it sends is flushed before the close (bounded by
  * the drain timeout), except after #SK_CLOSE_RESET, #SK_CLOSE_SLOW and
  * #SK_CLOSE_ERROR, where output is discarded.
+ *
+ * ## NULL handles
+ * The functions of this header take a NULL server or connection without harm:
+ * sk_server_free(), sk_server_stop(), sk_server_set_data(), sk_conn_close() and
+ * sk_conn_set_data() ignore it; those returning text give `"?"`; sk_conn_pending()
+ * gives 0; sk_conn_paused() and sk_conn_over_high() give false; sk_server_data(), sk_conn_data() and sk_conn_server() give NULL; those
+ * returning `int` give `-EINVAL`.
  */
 #ifndef SOCKKIT_SERVER_H
 #define SOCKKIT_SERVER_H
@@ -68,13 +78,16 @@ typedef enum sk_close_reason {
     SK_CLOSE_TOO_LONG,  /**< a line longer than the maximum (line framing) */
     SK_CLOSE_LOCAL,     /**< the handler called sk_conn_close() */
     SK_CLOSE_STOP,      /**< the server is stopping */
-    SK_CLOSE_ERROR      /**< the library could not go on with it (out of memory) */
+    SK_CLOSE_ERROR,     /**< the library could not go on with it (out of memory) */
+    SK_CLOSE_CONNECT    /**< an outbound connection could not be made: sk_conn_error()
+                             says why (see loop.h). @since 1.1 */
 } sk_close_reason;
 
 /** How the bytes of a connection are handed to @ref sk_data_fn. @since 1.0 */
 typedef enum sk_framing {
     SK_FRAMING_RAW = 0, /**< whatever each read returned (the default) */
-    SK_FRAMING_LINES    /**< exactly one line per call, without its `\n` or `\r\n` */
+    SK_FRAMING_LINES    /**< exactly one line per call, without its `\n` or `\r\n`
+                             (a client reads lines the same way with sk_lines_next()) */
 } sk_framing;
 
 /**
@@ -108,6 +121,14 @@ typedef void (*sk_data_fn)(sk_conn *conn, char *data, size_t len);
 typedef void (*sk_close_fn)(sk_conn *conn, sk_close_reason reason);
 
 /**
+ * A connection's event without data: its unsent output has drained (see
+ * sk_server_on_drain()), or the peer closed its side (sk_server_on_eof()).
+ * @param conn The connection.
+ * @since 1.1
+ */
+typedef void (*sk_conn_fn)(sk_conn *conn);
+
+/**
  * Receives the name of each live connection from sk_server_names().
  * @param name The connection's name (see sk_conn_set_name()).
  * @param arg  The caller's argument.
@@ -116,8 +137,12 @@ typedef void (*sk_close_fn)(sk_conn *conn, sk_close_reason reason);
 typedef void (*sk_name_fn)(const char *name, void *arg);
 
 /**
- * Counters of a server, read with sk_server_stats(); they add up over runs.
- * On `fork` the children count into a shared page, so the parent sees all.
+ * Counters of a server, read with sk_server_stats_sized(); they add up over
+ * runs. On `fork` the children count into a shared page, so the parent sees all.
+ *
+ * A 1.x release may append counters (never insert, remove or change one):
+ * sk_server_stats_sized() fills as much of the struct as the program's
+ * headers had, and counters the library does not keep read 0.
  * @since 1.0
  */
 typedef struct sk_stats {
@@ -137,21 +162,23 @@ SK_BEGIN_DECLS
  * Create a server. Nothing is bound until sk_server_bind() or sk_server_run().
  *
  * Defaults: reuse #SK_REUSE_ADDR, backend `epoll-et`, 1 worker, 1024
- * connections at most, no idle timeout, raw framing, 1 MiB of unsent output
- * per connection, 5 s to drain at close, `TCP_NODELAY` on.
+ * connections at most, no idle timeout, raw framing (with a `max-line` of 4096
+ * bytes for when sk_server_set_option() sets `framing` to `lines`), 1 MiB of
+ * unsent output per connection, 5 s to drain at close, `TCP_NODELAY` on.
  *
  * @param address Where to listen (see addr.h), or NULL to add addresses with
  *                sk_server_add_listen(). Checked when the server binds.
- * @return The server, or NULL if memory ran out.
+ * @return The server, or NULL if memory (or a descriptor) ran out.
  * @since 1.0
  */
 SK_API sk_server *sk_server_new(const char *address);
 
 /**
- * Stop (if running, from another thread), close the listeners, and free the
- * server. Call it after sk_server_run() has returned, and once no other thread
- * (or signal handler) can still be inside a call on it: a sk_server_stop()
- * that made the run return may not have returned itself yet. NULL is ignored.
+ * Close the listeners (removing a unix socket file the server created) and
+ * free the server. It does not stop a running server: stop it, and call this
+ * once sk_server_run() has returned and no other thread (or signal handler)
+ * can still be inside a call on it (a sk_server_stop() that made the run
+ * return may not have returned itself yet). NULL is ignored.
  * @param server The server.
  * @since 1.0
  */
@@ -182,7 +209,7 @@ SK_API int sk_server_set_reuse(sk_server *server, sk_reuse reuse);
  * @param server The server.
  * @param name   The backend's name.
  * @return 0; #SK_EBACKEND for an unknown name (sk_backend_list() names the
- *         valid ones); `-EINVAL`; `-EBUSY` while running.
+ *         valid ones); `-EINVAL`; `-EBUSY` once bound.
  * @since 1.0
  */
 SK_API int sk_server_set_backend(sk_server *server, const char *name);
@@ -195,7 +222,7 @@ SK_API int sk_server_set_backend(sk_server *server, const char *name);
  * @param server  The server.
  * @param workers 0 to 256; 0 means the backend's default (1 reactor, or a
  *                process per connection).
- * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @return 0, `-EINVAL`, or `-EBUSY` once bound.
  * @since 1.0
  */
 SK_API int sk_server_set_workers(sk_server *server, int workers);
@@ -214,8 +241,8 @@ SK_API int sk_server_set_max_conns(sk_server *server, int max_conns);
 /**
  * Close a connection that has sent nothing for this long (#SK_CLOSE_IDLE).
  * @param server  The server.
- * @param idle_ms Milliseconds; 0 (the default) for no limit.
- * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @param idle_ms Milliseconds; 0 (the default) or negative (since 1.1): no limit.
+ * @return 0, `-EINVAL` (NULL server), or `-EBUSY` while running.
  * @since 1.0
  */
 SK_API int sk_server_set_idle_timeout(sk_server *server, int idle_ms);
@@ -226,7 +253,10 @@ SK_API int sk_server_set_idle_timeout(sk_server *server, int idle_ms);
  * @param framing  #SK_FRAMING_RAW or #SK_FRAMING_LINES.
  * @param max_line With #SK_FRAMING_LINES: the longest line accepted, its
  *                 terminator included (1 to 16 MiB); a longer one closes that
- *                 connection with #SK_CLOSE_TOO_LONG. Ignored for raw.
+ *                 connection with #SK_CLOSE_TOO_LONG. Ignored for raw. A last
+ *                 line the peer ends with its close instead of a `\n` is
+ *                 delivered too. sk_lines_next() reads the same lines, with
+ *                 the same limit, from a descriptor of a program's own.
  * @return 0, `-EINVAL`, or `-EBUSY` while running.
  * @since 1.0
  */
@@ -246,10 +276,30 @@ SK_API int sk_server_set_framing(sk_server *server, sk_framing framing, size_t m
 SK_API int sk_server_set_max_output(sk_server *server, size_t max_bytes);
 
 /**
+ * Default output watermarks of new connections (built in: 64 KiB high, 16 KiB
+ * low). A connection whose unsent output (sk_conn_pending()) reaches @p high
+ * is over its high watermark (sk_conn_over_high()) until that output falls
+ * to @p low or less; then @ref sk_conn_fn given to sk_server_on_drain() is
+ * called, once per such crossing. The watermarks only report: the output cap
+ * (sk_server_set_max_output()) still applies above them, so keep @p high
+ * well under it. See sk_conn_pause() for their use.
+ * @param server The server.
+ * @param high   At least 1 byte.
+ * @param low    Less than @p high (0: called once all output is written).
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.1
+ */
+SK_API int sk_server_set_watermarks(sk_server *server, size_t high, size_t low);
+
+/**
  * How long a closing connection (and the server, when stopping) may take to
- * flush its output before it is closed anyway (default 5000 ms).
+ * flush its output (default 5000 ms). Output still unsent when the time is up
+ * is dropped and the connection reset (`SO_LINGER` 0: an RST instead of a FIN,
+ * and what the kernel still held for the peer is lost too).
  * @param server   The server.
- * @param drain_ms Milliseconds, 0 or more.
+ * @param drain_ms Milliseconds, 0 or more. 0: no wait: the output is written
+ *                 once, as far as the socket takes it, and if any is left the
+ *                 connection is reset at once.
  * @return 0, `-EINVAL`, or `-EBUSY` while running.
  * @since 1.0
  */
@@ -299,7 +349,7 @@ SK_API int sk_server_set_option(sk_server *server, const char *name, const char 
  * sk_server_free() makes it stop nothing.
  * @param server The server.
  * @param signo  The signal (not `SIGKILL`, `SIGSTOP`).
- * @return 0, or `-EINVAL`.
+ * @return 0; `-EINVAL`; or the negated `errno` of a failed `sigaction()`.
  * @since 1.0
  */
 SK_API int sk_server_stop_on_signal(sk_server *server, int signo);
@@ -332,7 +382,39 @@ SK_API int sk_server_on_data(sk_server *server, sk_data_fn fn);
 SK_API int sk_server_on_close(sk_server *server, sk_close_fn fn);
 
 /**
- * Attach a pointer for the handler (sk_server_data() returns it).
+ * Set the drain callback: a connection's unsent output, after reaching its
+ * high watermark, has fallen to its low watermark or under (see
+ * sk_server_set_watermarks()). It runs on the connection's own loop (its
+ * reactor, thread or child), never from another thread's broadcast, and not
+ * once the connection is closing.
+ * @param server The server.
+ * @param fn     The callback, or NULL.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.1
+ */
+SK_API int sk_server_on_drain(sk_server *server, sk_conn_fn fn);
+
+/**
+ * Opt in to half-close: set the end-of-input callback. Without one (the 1.0
+ * behaviour) the peer's close of its side ends the connection with
+ * #SK_CLOSE_PEER. With one, the peer's FIN calls it instead (after the
+ * last, unterminated line in line framing) and the connection stays open:
+ * nothing more is received, but it may still send, for as long as the
+ * program likes (it is not closed for idleness). It closes with
+ * #SK_CLOSE_PEER once the program has shut its write side too
+ * (sk_conn_shutdown()) and that output is flushed, or as usual on
+ * sk_conn_close(), a reset or the server's stop.
+ * @param server The server.
+ * @param fn     The callback, or NULL.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.1
+ */
+SK_API int sk_server_on_eof(sk_server *server, sk_conn_fn fn);
+
+/**
+ * Attach a pointer for the handler (sk_server_data() returns it). It never
+ * fails and, unlike the other setters, may be called at any time, also while
+ * the server runs.
  * @param server The server.
  * @param data   Anything.
  * @since 1.0
@@ -352,8 +434,9 @@ SK_API void *sk_server_data(const sk_server *server);
  * real address can be printed before serving. sk_server_run() binds by itself
  * when this was not called. Idempotent.
  * @param server The server.
- * @return 0; `-EADDRINUSE`, `-EACCES`, #SK_EADDR, #SK_EPORT, `SK_EAI_*` (see
- *         sk_listen()); `-EDESTADDRREQ` if no address was given; `-EINVAL`.
+ * @return 0; `-EADDRINUSE`, `-EACCES`, `-ENAMETOOLONG` (a unix path), #SK_EADDR,
+ *         #SK_EPORT, `SK_EAI_*` (see sk_listen()); `-EDESTADDRREQ` if no address
+ *         was given; `-ENOMEM`; `-EINVAL`.
  * @since 1.0
  */
 SK_API int sk_server_bind(sk_server *server);
@@ -364,7 +447,9 @@ SK_API int sk_server_bind(sk_server *server);
  * @param server The server, bound.
  * @param buf    Receives the text; #SK_ADDR_STRLEN bytes always suffice.
  * @param size   Size of @p buf.
- * @return The text's length; `-ENOTCONN` if not bound; `-EINVAL`; `-ENOSPC`.
+ * @return The text's length; `-ENOTCONN` if not bound (@p buf untouched);
+ *         `-EINVAL` (NULL, or @p size 0); `-ENOSPC` (@p buf then holds an empty
+ *         string).
  * @since 1.0
  */
 SK_API int sk_server_address(const sk_server *server, char *buf, size_t size);
@@ -402,17 +487,25 @@ SK_API void sk_server_stop(sk_server *server);
 /**
  * Send bytes to every live connection of the server, except one.
  * Each copy is queued as by sk_conn_send(), so a slow reader is cut off
- * rather than slowing the others, and the caller never waits for a reader:
- * there is no backpressure on the sender (on `epoll-*` and `pthread` the call
- * returns once every copy is queued or written). On `fork` the bytes go
- * through the parent process to the other children; a child that sends
- * faster than the parent relays is slowed down, never the parent.
+ * rather than slowing the others, and the caller never waits for a reader
+ * (on `epoll-*` and `pthread` the call returns once every copy is queued or
+ * written). What waits between threads or processes is bounded too: with
+ * several `epoll-*` reactors, 4 MiB may wait for each other reactor; on
+ * `fork`, a child that sends faster than the parent relays waits for room a
+ * bounded time, never the parent. A connection that broadcasts faster than
+ * that is cut off, as a slow reader is (#SK_CLOSE_SLOW); a thread that is no
+ * connection's gets `-ENOBUFS`.
  * @param server The server.
  * @param except A connection to skip (usually the sender), or NULL. On
  *               `fork` only the calling connection can be skipped.
  * @param data   The bytes.
  * @param len    Their count.
- * @return 0; `-EINVAL`; `-ENOMEM`; `-ENOTCONN` if the server is not running.
+ * @return 0; `-EINVAL`; `-ENOTCONN` if the server is not running; `-ENOBUFS`
+ *         (epoll-* with several reactors, or fork from a thread of the parent:
+ *         the bound above is reached; the copies that fit were queued); on
+ *         `epoll-*`, `-ENOMEM`; on `fork`, from a connection, `-EMSGSIZE` (over
+ *         1 GiB), `-ETIMEDOUT` or the relay's write error (`-EPIPE`: the parent
+ *         is gone).
  * @since 1.0
  */
 SK_API int sk_server_broadcast(sk_server *server, sk_conn *except, const void *data,
@@ -424,7 +517,8 @@ SK_API int sk_server_broadcast(sk_server *server, sk_conn *except, const void *d
  * @param except A connection to skip, or NULL.
  * @param fmt    A `printf` format.
  * @param ...    Its arguments.
- * @return As sk_server_broadcast().
+ * @return As sk_server_broadcast(); also `-ENOMEM` on any backend (no memory
+ *         for a long text) and `-EINVAL` (NULL @p fmt, or it fails to format).
  * @since 1.0
  */
 SK_API int sk_server_broadcastf(sk_server *server, sk_conn *except, const char *fmt, ...)
@@ -451,13 +545,28 @@ SK_API int sk_server_conn_count(const sk_server *server);
 SK_API int sk_server_names(sk_server *server, sk_name_fn fn, void *arg);
 
 /**
- * Read the server's counters.
+ * Read the server's counters that the 1.0 headers have (the eight from
+ * `accepted` to `buffered`); members a later header appends are left as they
+ * were. Programs built against 1.1 or later call sk_server_stats_sized().
  * @param server The server.
  * @param stats  Receives them.
  * @return 0 or `-EINVAL`.
  * @since 1.0
  */
 SK_API int sk_server_stats(const sk_server *server, sk_stats *stats);
+
+/**
+ * Read the server's counters into a #sk_stats of the program's size:
+ * `sk_server_stats_sized(s, &st, sizeof(st))`. Every byte of @p size is
+ * written: counters the library does not keep are set to 0.
+ * @param server The server.
+ * @param stats  Receives them.
+ * @param size   `sizeof(*stats)` as the program was compiled; at least the
+ *               size of the 1.0 struct.
+ * @return 0 or `-EINVAL`.
+ * @since 1.1
+ */
+SK_API int sk_server_stats_sized(const sk_server *server, sk_stats *stats, size_t size);
 
 /**
  * Queue bytes for the peer. They are written at once as far as the socket
@@ -468,7 +577,8 @@ SK_API int sk_server_stats(const sk_server *server, sk_stats *stats);
  * @param data The bytes.
  * @param len  Their count.
  * @return 0; `-ENOBUFS` (over the cap: the connection is closing); `-EPIPE`
- *         (the connection is closing without output); `-EINVAL`; `-ENOMEM`.
+ *         (the connection is closing without output, or its write side is
+ *         shut: sk_conn_shutdown()); `-EINVAL`; `-ENOMEM`.
  * @since 1.0
  */
 SK_API int sk_conn_send(sk_conn *conn, const void *data, size_t len);
@@ -493,12 +603,89 @@ SK_API int sk_conn_sendf(sk_conn *conn, const char *fmt, ...)
 SK_API void sk_conn_close(sk_conn *conn);
 
 /**
- * Bytes queued for the peer but not yet written.
+ * Output: bytes queued for the peer in the library's buffer, not yet written
+ * to the socket.
  * @param conn The connection.
  * @return The count; 0 for NULL.
  * @since 1.0
  */
 SK_API size_t sk_conn_pending(const sk_conn *conn);
+
+/**
+ * Stop reading the connection: @ref sk_data_fn is not called for it until
+ * sk_conn_resume(); what the peer sends waits in the kernel, whose full
+ * receive buffer then stops the peer (TCP flow control). Takes effect before
+ * the next read: in line framing, the complete lines of the read under way
+ * are still delivered. A paused connection is not closed for idleness; its
+ * idle time counts again from sk_conn_resume(). A peer's close or reset is
+ * noticed once the connection is resumed. Output is unaffected. Idempotent.
+ *
+ * With the watermarks this bounds a relay's memory: pause the source when the
+ * destination is over its high watermark (sk_conn_over_high() after a send),
+ * resume it from the destination's drain callback (sk_server_on_drain()).
+ * @param conn The connection.
+ * @return 0, or `-EINVAL`.
+ * @since 1.1
+ */
+SK_API int sk_conn_pause(sk_conn *conn);
+
+/**
+ * Read the connection again after sk_conn_pause(); bytes that arrived
+ * meanwhile are delivered, as is the peer's close. May be called from a
+ * callback of another connection of the same loop (a relay's drain
+ * callback). On a program's own backend, sk_conn_deadline() of a resumed
+ * connection is 0 until its next sk_conn_drive(), so a loop that waits for
+ * the deadlines drives it at once. Idempotent.
+ * @param conn The connection.
+ * @return 0, or `-EINVAL`.
+ * @since 1.1
+ */
+SK_API int sk_conn_resume(sk_conn *conn);
+
+/**
+ * Whether the connection was paused by sk_conn_pause() and not resumed.
+ * @param conn The connection.
+ * @return true if paused; false for NULL.
+ * @since 1.1
+ */
+SK_API bool sk_conn_paused(const sk_conn *conn);
+
+/**
+ * Set this connection's output watermarks (its defaults come from
+ * sk_server_set_watermarks()). If its unsent output is at or over the new
+ * @p high now, it is over its high watermark at once.
+ * @param conn The connection.
+ * @param high At least 1 byte.
+ * @param low  Less than @p high.
+ * @return 0, or `-EINVAL`.
+ * @since 1.1
+ */
+SK_API int sk_conn_set_watermarks(sk_conn *conn, size_t high, size_t low);
+
+/**
+ * Whether the connection's unsent output has reached its high watermark and
+ * not yet fallen to its low one: what a relay checks after sending, to pause
+ * its source. The drain callback follows when it falls.
+ * @param conn The connection.
+ * @return true if over; false otherwise and for NULL.
+ * @since 1.1
+ */
+SK_API bool sk_conn_over_high(const sk_conn *conn);
+
+/**
+ * Shut the connection's write side: the peer receives everything queued so
+ * far, then end of file (a FIN: `shutdown(SHUT_WR)`), and the connection
+ * keeps reading. Nothing more can be sent (sk_conn_send() returns `-EPIPE`,
+ * broadcasts skip it). If the peer has already closed its side (see
+ * sk_server_on_eof()), the connection closes with #SK_CLOSE_PEER once the
+ * FIN is sent; else it does when the peer's FIN comes. May be called from a
+ * callback of another connection of the same loop (a proxy passing a FIN
+ * on). Idempotent.
+ * @param conn The connection.
+ * @return 0; `-EPIPE` (the connection is closing); `-EINVAL`.
+ * @since 1.1
+ */
+SK_API int sk_conn_shutdown(sk_conn *conn);
 
 /**
  * The peer's address as text (`127.0.0.1:40512`, `[::1]:40512`, `unix:`).
@@ -519,17 +706,24 @@ SK_API const char *sk_conn_local(sk_conn *conn);
 /**
  * Give the connection a name, seen by sk_server_names() on every backend.
  * @param conn The connection.
- * @param name Up to #SK_NAME_MAX bytes; copied. NULL restores the default.
+ * @param name Up to #SK_NAME_MAX bytes, its NUL not counted; copied. NULL
+ *             restores the default (the peer address).
  * @return 0; `-EINVAL` (too long); `-ENOMEM`.
  * @since 1.0
  */
 SK_API int sk_conn_set_name(sk_conn *conn, const char *name);
 
-/** Longest connection name, in bytes. @since 1.0 */
+/**
+ * Longest name sk_conn_set_name() takes, in bytes, without the terminating NUL
+ * (a buffer for one needs #SK_NAME_MAX + 1). A default name (the peer address)
+ * may be longer: up to #SK_ADDR_STRLEN - 1 bytes.
+ * @since 1.0
+ */
 #define SK_NAME_MAX 64
 
 /**
- * The connection's name: the one set, or its peer address.
+ * The connection's name: the one set, or its peer address (which may be
+ * longer than #SK_NAME_MAX: up to #SK_ADDR_STRLEN - 1 bytes).
  * @param conn The connection.
  * @return The name, valid until the next sk_conn_set_name(); `"?"` for NULL.
  * @since 1.0
@@ -537,7 +731,9 @@ SK_API int sk_conn_set_name(sk_conn *conn, const char *name);
 SK_API const char *sk_conn_name(sk_conn *conn);
 
 /**
- * Attach a pointer for the handler (sk_conn_data() returns it).
+ * Attach a pointer for the handler (sk_conn_data() returns it). It never fails
+ * and, unlike the server's setters, may be called at any time, also while the
+ * server runs.
  * @param conn The connection.
  * @param data Anything; the library never touches it.
  * @since 1.0

@@ -51,6 +51,8 @@ SK_BEGIN_DECLS
  *   To tell the two apart sk_listen() connects to the path once, so a live
  *   server sees one connection that closes without data. The caller removes
  *   the path when done (`unlink`).
+ * - `unix:@name`: an abstract name (Linux): no file, nothing to remove; a name
+ *   in use gives `-EADDRINUSE`.
  *
  * @param address The address to bind (see addr.h); port 0 picks a free port.
  * @param reuse   The reuse policy.
@@ -70,7 +72,7 @@ SK_API int sk_listen(const char *address, sk_reuse reuse, int backlog);
  * attempt started when the previous one has not answered within 250 ms (or at
  * once when it fails), the first to connect wins and the others are closed.
  *
- * @param address    `host:port`, `[v6]:port` or `unix:/path`.
+ * @param address    `host:port`, `[v6]:port`, `unix:/path` or `unix:@name`.
  * @param timeout_ms Bound on the connection attempts as a whole (name resolution
  *                   is not bounded by it); `< 0`: no limit of our own.
  * @return A connected, blocking, close-on-exec fd; or `-ECONNREFUSED`,
@@ -82,9 +84,11 @@ SK_API int sk_listen(const char *address, sk_reuse reuse, int backlog);
 SK_API int sk_connect(const char *address, int timeout_ms);
 
 /**
- * Accept one connection, retrying on `EINTR`.
+ * Accept one connection, retrying on `EINTR`. The accepted socket is blocking
+ * whatever the listener's mode; a non-blocking listener with nothing pending
+ * gives `-EAGAIN` instead of waiting.
  *
- * @param listen_fd A listening socket.
+ * @param listen_fd A listening socket, blocking or not.
  * @param peer      Receives the peer's address; may be NULL.
  * @return A connected, blocking, close-on-exec fd; or `-EAGAIN` (non-blocking
  *         listener, nothing pending), `-EMFILE`, `-ENFILE`, `-ECONNABORTED`,

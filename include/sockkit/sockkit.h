@@ -14,5 +14,7 @@
 #include <sockkit/io.h>
 #include <sockkit/server.h>
 #include <sockkit/backend.h>
+#include <sockkit/timer.h>
+#include <sockkit/loop.h>
 
 #endif /* SOCKKIT_SOCKKIT_H */

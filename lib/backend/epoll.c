@@ -7,15 +7,22 @@
  * reference-counted messages through their inboxes.
  *
  * Edge-triggered: a connection is registered once for IN|OUT|RDHUP and every
- * readiness edge is drained until the socket is empty. Level-triggered: one
- * read per event, and EPOLLOUT is in the interest set only while output waits. */
-#include "../server_internal.h"
+ * readiness edge is drained until the socket is empty, READ_BUDGET reads a
+ * turn at most: a connection with more goes to the back of the queue (its
+ * registration is modified, so epoll reports it again), and one flooding peer
+ * cannot hold up the others. Level-triggered: one read per event, and
+ * EPOLLOUT is in the interest set only while output waits.
+ *
+ * Each reactor's timers (its connections' idle timeouts and drain deadlines,
+ * its listeners' rest) are on one heap, which also gives epoll_wait() its
+ * timeout. */
+#include "inbox.h"
+#include "../transport.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #define MAX_EVENTS 256
@@ -23,29 +30,31 @@
 #define LISTEN_PAUSE_MS 100 /* rest after running out of descriptors */
 #define RETRY_MS 10         /* epoll-lt: wait before trying a failed epoll_ctl again */
 #define MAX_RETRIES 50      /* then give the connection up */
-
-struct ep_msg {
-    int refs;
-    sk_conn *except;
-    size_t len;
-    char data[];
-};
-
-struct inbox {
-    struct sk__watch w; /* SK__W_INBOX */
-    int efd;
-    pthread_mutex_t lock;
-    struct ep_msg **items;
-    size_t n, cap;
-};
+#define READ_BUDGET 4       /* epoll-et: reads of a connection per turn (256 KiB) */
+#define THROTTLE_MS 1       /* a throttled broadcaster's reactor looks at the inboxes this often */
 
 struct lwatch {
     struct sk__watch w; /* SK__W_LISTENER */
     int fd;
 };
 
+/* A connection as a reactor keeps it: the core's part, then the reactor's. */
+struct ep_conn {
+    sk_conn c;                   /* first: the core's pointer is this one's */
+    struct ep_conn *prev, *next; /* on the open or the closing list */
+    struct ep_conn *dirty_next;  /* on the dirty (or retry) list */
+    uint32_t events;             /* the registered interest set */
+    uint8_t retries;             /* epoll-lt: failed attempts to change it, in a row */
+    bool in_dirty;               /* on the dirty, retry or held list */
+};
+
+static struct ep_conn *ep(sk_conn *c)
+{
+    return (struct ep_conn *)c;
+}
+
 struct list {
-    sk_conn *head, *tail;
+    struct ep_conn *head, *tail;
 };
 
 struct ep_state;
@@ -59,16 +68,23 @@ struct reactor {
     bool edge;
     bool stopping;
     bool exclusive;         /* listeners shared with other reactors */
+    bool server_timers;     /* the first reactor: it runs the server's timers */
     struct lwatch *lw;
     int nlw;
-    int64_t paused_until;   /* listeners out of the set until then; 0: not paused */
+    struct sk__timers timers;
+    struct sk__timer pause; /* armed: listeners out of the set until it fires */
     struct sk__watch stop_w;
-    struct inbox inbox;
-    struct list open;       /* by last read, oldest first */
-    struct list closing;    /* by flush deadline, soonest first */
-    sk_conn *dirty;         /* to settle after this batch of events */
-    sk_conn *retry;         /* epoll-lt: interest to set again after RETRY_MS */
+    struct sk__inbox inbox;
+    struct sk__posts posts; /* sk_server_post() to its connections */
+    bool posts_open;
+    struct list open;       /* to broadcast to, and to stop */
+    struct list closing;    /* flushing their last output */
+    struct ep_conn *dirty;  /* to settle after this batch of events */
+    struct ep_conn *retry;  /* epoll-lt: interest to set again after RETRY_MS */
+    struct ep_conn *held;   /* input their transport holds: read next turn, unasked */
+    sk_conn *current;       /* whose callback runs now, or NULL */
     int nconns;
+    int nthrottled;         /* its connections not read while another inbox is full */
     char *buf;
     pthread_t thread;
     int rc;
@@ -84,7 +100,7 @@ static __thread struct reactor *ep_current;
 
 /* ---- lists ------------------------------------------------------------- */
 
-static void list_push(struct list *l, sk_conn *c)
+static void list_push(struct list *l, struct ep_conn *c)
 {
     c->next = NULL;
     c->prev = l->tail;
@@ -95,7 +111,7 @@ static void list_push(struct list *l, sk_conn *c)
     l->tail = c;
 }
 
-static void list_del(struct list *l, sk_conn *c)
+static void list_del(struct list *l, struct ep_conn *c)
 {
     if (c->prev)
         c->prev->next = c->next;
@@ -108,76 +124,44 @@ static void list_del(struct list *l, sk_conn *c)
     c->prev = c->next = NULL;
 }
 
-static void mark_dirty(struct reactor *r, sk_conn *c)
+/* Onto one of the reactor's lists of connections to look at (dirty, retry,
+ * held), unless it is on one already: in_dirty keeps it on one at a time. */
+static void mark_on(struct ep_conn **list, struct ep_conn *c)
 {
     if (!c->in_dirty) {
         c->in_dirty = true;
-        c->dirty_next = r->dirty;
-        r->dirty = c;
+        c->dirty_next = *list;
+        *list = c;
     }
+}
+
+static void mark_dirty(struct reactor *r, struct ep_conn *c)
+{
+    mark_on(&r->dirty, c);
 }
 
 static void ep_notify(struct sk__owner *owner, sk_conn *c)
 {
-    mark_dirty((struct reactor *)owner, c);
+    mark_dirty((struct reactor *)owner, ep(c));
 }
 
-/* ---- inbox: messages from other threads -------------------------------- */
-
-static void msg_release(struct ep_msg *m)
-{
-    if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        free(m);
-}
-
-static int inbox_post(struct inbox *in, struct ep_msg *m)
-{
-    pthread_mutex_lock(&in->lock);
-    if (in->n == in->cap) {
-        size_t cap = in->cap ? in->cap * 2 : 16;
-        struct ep_msg **items = realloc(in->items, cap * sizeof(*items));
-        if (!items) {
-            pthread_mutex_unlock(&in->lock);
-            return -ENOMEM;
-        }
-        in->items = items;
-        in->cap = cap;
-    }
-    __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
-    in->items[in->n++] = m;
-    bool first = in->n == 1;
-    pthread_mutex_unlock(&in->lock);
-    if (first) {
-        uint64_t one = 1;
-        ssize_t w = write(in->efd, &one, sizeof(one));
-        (void)w;
-    }
-    return 0;
-}
+/* ---- broadcasts: to this reactor at once, to the others through their inboxes */
 
 static void deliver_local(struct reactor *r, sk_conn *except, const void *data, size_t len)
 {
-    for (sk_conn *c = r->open.head; c; c = c->next)
-        if (c != except && !__atomic_load_n(&c->pending, __ATOMIC_RELAXED))
-            sk__conn_queue(c, data, len, false);
+    for (struct ep_conn *e = r->open.head; e; e = e->next)
+        if (&e->c != except && !__atomic_load_n(&e->c.pending, __ATOMIC_RELAXED))
+            sk__conn_queue(&e->c, data, len, false);
 }
 
 static void inbox_drain(struct reactor *r)
 {
-    struct inbox *in = &r->inbox;
-    uint64_t v;
-    ssize_t got = read(in->efd, &v, sizeof(v));
-    (void)got;
-    pthread_mutex_lock(&in->lock);
-    struct ep_msg **items = in->items;
-    size_t n = in->n;
-    in->items = NULL;
-    in->n = in->cap = 0;
-    pthread_mutex_unlock(&in->lock);
+    size_t n;
+    struct sk__msg **items = sk__inbox_take(&r->inbox, &n);
     for (size_t i = 0; i < n; i++) {
         if (!r->stopping)
             deliver_local(r, items[i]->except, items[i]->data, items[i]->len);
-        msg_release(items[i]);
+        sk__msg_release(items[i]);
     }
     free(items);
 }
@@ -187,117 +171,168 @@ static int ep_broadcast(sk_server *s, sk_conn *except, const void *data, size_t 
     struct reactor *self = ep_current && ep_current->s == s ? ep_current : NULL;
     if (self)
         deliver_local(self, except, data, len);
-    pthread_mutex_lock(&s->reg_lock); /* keeps the reactors alive while posting */
+    if (self && self->st->n == 1)
+        return 0;
+    /* Made before the lock is taken: the lock is held only to post, so that a
+     * thread broadcasting without pause does not keep the reactors from it. */
+    struct sk__msg *m = sk__msg_new(except, data, len);
+    if (!m)
+        return -ENOMEM;
+    /* A connection's broadcast may fill an inbox past SK__INBOX_MAX (up to
+     * SK__INBOX_HARD): its reactor then stops reading it until the inbox
+     * drains, so a reactor that is only late slows the sender down. Another
+     * thread's broadcast stops at SK__INBOX_MAX and is told. */
+    sk_conn *from = self ? self->current : NULL;
+    size_t limit = from ? SK__INBOX_HARD : SK__INBOX_MAX;
+    bool full = false;
+    pthread_mutex_lock(&s->state_lock); /* keeps the reactors alive while posting */
     struct ep_state *st = s->backend_state;
-    if (!st || (self && st->n == 1)) {
-        pthread_mutex_unlock(&s->reg_lock);
-        return st || self ? 0 : -ENOTCONN;
+    int rc = st || self ? 0 : -ENOTCONN;
+    for (int i = 0; st && i < st->n; i++) {
+        if (&st->r[i] == self)
+            continue;
+        int posted = sk__inbox_post(&st->r[i].inbox, m, limit);
+        full |= sk__inbox_bytes(&st->r[i].inbox) > SK__INBOX_MAX;
+        rc = rc < 0 ? rc : posted;
     }
-    struct ep_msg *m = malloc(sizeof(*m) + len);
-    int rc = m ? 0 : -ENOMEM;
-    if (m) {
-        m->refs = 1;
-        m->except = except;
-        m->len = len;
-        memcpy(m->data, data, len);
-        for (int i = 0; i < st->n && rc == 0; i++)
-            if (&st->r[i] != self)
-                rc = inbox_post(&st->r[i].inbox, m);
-        msg_release(m);
+    pthread_mutex_unlock(&s->state_lock);
+    sk__msg_release(m);
+    if (rc == -ENOBUFS && from) /* past even that: cut off, as a reader that cannot keep up */
+        sk__conn_request_close(from, SK_CLOSE_SLOW);
+    else if (full && from && !from->throttled) {
+        from->throttled = true;
+        self->nthrottled++;
     }
-    pthread_mutex_unlock(&s->reg_lock);
     return rc;
 }
 
 /* ---- connections ------------------------------------------------------- */
 
 /* epoll-lt: keep the interest set equal to what the connection waits for. */
-static void ep_interest(struct reactor *r, sk_conn *c)
+static void ep_interest(struct reactor *r, struct ep_conn *e)
 {
+    sk_conn *c = &e->c;
     uint32_t want = 0;
-    if (c->state == SK__OPEN && !__atomic_load_n(&c->pending, __ATOMIC_RELAXED))
+    if (c->fd < 0) /* an outbound connection whose name is being resolved */
+        return;
+    if (sk__conn_takes_input(c))
         want |= EPOLLIN;
+    else if (sk__conn_reading(c)) /* paused: a hang-up is reported once, not each turn */
+        want |= EPOLLET;
     if (sk__conn_wants_write(c))
         want |= EPOLLOUT;
-    if (want == c->ep_events)
+    if (want == e->events)
         return;
-    struct epoll_event ev = {.events = want, .data.ptr = c};
+    struct epoll_event ev = {.events = want, .data.ptr = e};
     if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) {
-        c->ep_events = want;
-        c->ep_retries = 0;
-    } else if (++c->ep_retries > MAX_RETRIES) {
+        e->events = want;
+        e->retries = 0;
+    } else if (++e->retries > MAX_RETRIES) {
         sk__conn_request_close(c, SK_CLOSE_ERROR);
-        mark_dirty(r, c);
-    } else { /* ENOMEM is passing: try again soon (in_dirty keeps it off the dirty list) */
-        c->in_dirty = true;
-        c->dirty_next = r->retry;
-        r->retry = c;
+        mark_dirty(r, e);
+    } else { /* ENOMEM is passing: try again soon */
+        mark_on(&r->retry, e);
     }
 }
 
-static void ep_conn_event(struct reactor *r, sk_conn *c, uint32_t ev)
+/* epoll-et: a connection that used its read budget with bytes perhaps left
+ * goes to the back of the queue: modifying its registration makes epoll look
+ * at it again and report it, after the connections already ready. */
+static void ep_requeue(struct reactor *r, struct ep_conn *e, bool hup)
 {
-    if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) && c->state == SK__OPEN) {
-        sk__conn_input(c, r->buf, SK__SCRATCH + 1, r->edge,
-                       (ev & (EPOLLRDHUP | EPOLLHUP)) != 0);
-        if (c->state == SK__OPEN && c != r->open.tail) { /* most recently heard from */
-            list_del(&r->open, c);
-            list_push(&r->open, c);
+    struct epoll_event ev = {.events = e->events, .data.ptr = e};
+    if (epoll_ctl(r->epfd, EPOLL_CTL_MOD, e->c.fd, &ev) < 0) /* then no edge may be lost */
+        sk__conn_input(&e->c, r->buf, SK__SCRATCH + 1, INT32_MAX, hup);
+}
+
+static void ep_conn_event(struct reactor *r, struct ep_conn *e, uint32_t ev)
+{
+    sk_conn *c = &e->c;
+    if (c->connecting) {
+        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+            r->current = c;
+            sk__conn_connected(c); /* on_open, or the failure */
+            r->current = NULL;
         }
+        if (c->connecting) {
+            mark_dirty(r, e);
+            return;
+        }
+    }
+    if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) && c->state == SK__OPEN) {
+        bool hup = (ev & (EPOLLRDHUP | EPOLLHUP)) != 0;
+        r->current = c;
+        if (sk__conn_input(c, r->buf, SK__SCRATCH + 1, r->edge ? READ_BUDGET : 1, hup) &&
+            r->edge)
+            ep_requeue(r, e, hup);
+        r->current = NULL;
     }
     if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && sk__conn_wants_write(c))
         sk__conn_flush(c);
-    mark_dirty(r, c);
+    mark_dirty(r, e);
 }
 
 static void ep_settle_dirty(struct reactor *r)
 {
     while (r->dirty) {
-        sk_conn *c = r->dirty;
-        r->dirty = c->dirty_next;
-        c->in_dirty = false;
-        bool was_open = c->state == SK__OPEN;
-        if (sk__conn_settle(c)) {
-            list_del(was_open ? &r->open : &r->closing, c);
+        struct ep_conn *e = r->dirty;
+        r->dirty = e->dirty_next;
+        e->in_dirty = false;
+        bool was_open = e->c.state == SK__OPEN;
+        r->current = &e->c; /* on_close may broadcast */
+        bool done = sk__conn_settle(&e->c);
+        r->current = NULL;
+        if (done) {
+            list_del(was_open ? &r->open : &r->closing, e);
             r->nconns--;
-            sk__conn_free(c);
+            sk__conn_free(&e->c);
             continue;
         }
-        if (was_open && c->state == SK__CLOSING) {
-            list_del(&r->open, c);
-            list_push(&r->closing, c);
+        if (was_open && e->c.state == SK__CLOSING) {
+            list_del(&r->open, e);
+            list_push(&r->closing, e);
         }
-        if (!r->edge)
-            ep_interest(r, c);
+        if (!r->edge) {
+            e->c.resumed = false; /* EPOLLIN back in the set tells what waits */
+            ep_interest(r, e);
+        }
+        /* epoll-et: a resumed connection may have missed its edges: read it unasked */
+        if (sk__conn_takes_input(&e->c) && (sk__tp_pending(&e->c) || e->c.resumed))
+            mark_on(&r->held, e);
     }
 }
 
 /* ---- listeners --------------------------------------------------------- */
 
-static void listeners_ctl(struct reactor *r, int op)
+/* Watch (ADD) or stop watching (DEL) the reactor's listeners: 0, or the
+ * first failure (the others are still tried). */
+static int listeners_ctl(struct reactor *r, int op)
 {
+    int rc = 0;
     for (int i = 0; i < r->nlw; i++) {
         struct epoll_event ev = {.events = EPOLLIN | (r->exclusive ? EPOLLEXCLUSIVE : 0),
                                  .data.ptr = &r->lw[i]};
-        epoll_ctl(r->epfd, op, r->lw[i].fd, &ev);
+        if (epoll_ctl(r->epfd, op, r->lw[i].fd, &ev) < 0 && rc == 0)
+            rc = -errno;
     }
+    return rc;
 }
 
 static void ep_accept(struct reactor *r, int lfd)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         sk_addr peer;
-        int fd = sk__server_accept_fd(r->s, lfd, &r->ctr, &peer);
+        int fd = sk__accept_fd(r->s, lfd, &r->ctr, &peer);
         if (fd == 0)
             return;
         if (fd < 0) { /* not even a descriptor to refuse with: rest the listeners */
             listeners_ctl(r, EPOLL_CTL_DEL);
-            r->paused_until = r->owner.now + LISTEN_PAUSE_MS;
+            sk__timer_start(&r->timers, &r->pause, r->owner.now + LISTEN_PAUSE_MS);
             return;
         }
-        sk_conn *c = sk__conn_new(r->s, fd, &r->owner, NULL, &peer);
+        sk_conn *c = sk__conn_new(r->s, sizeof(struct ep_conn), fd, &r->owner, &peer);
         if (!c) {
-            sk__server_release(r->s);
+            sk__registry_release(&r->s->reg);
             sk__count(&r->ctr, SK__C_REFUSED, 1);
             close(fd);
             continue;
@@ -308,12 +343,47 @@ static void ep_accept(struct reactor *r, int lfd)
             sk__conn_free(c); /* accepted, closed unserved */
             continue;
         }
-        c->ep_events = events;
-        list_push(&r->open, c);
+        ep(c)->events = events;
+        list_push(&r->open, ep(c));
         r->nconns++;
+        r->current = c;
         sk__conn_open(c);
-        mark_dirty(r, c);
+        r->current = NULL;
+        mark_dirty(r, ep(c));
     }
+}
+
+/* An outbound connection's socket: watched for the end of its connect (and,
+ * edge-triggered, for everything after). */
+static void ep_watch(struct sk__owner *owner, sk_conn *c)
+{
+    struct reactor *r = (struct reactor *)owner;
+    uint32_t events = r->edge ? EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET : EPOLLOUT;
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+        c->error = -errno;
+        sk__conn_request_close(c, SK_CLOSE_CONNECT);
+    } else {
+        ep(c)->events = events;
+    }
+    mark_dirty(r, ep(c));
+}
+
+static int ep_dial(struct sk__owner *owner, struct sk__dial *d, sk_conn **conn)
+{
+    struct reactor *r = (struct reactor *)owner;
+    sk_conn *c = sk__conn_dial(r->s, sizeof(struct ep_conn), owner, d);
+    if (!c)
+        return -ENOMEM;
+    list_push(&r->open, ep(c));
+    r->nconns++;
+    if (c->fd >= 0)
+        ep_watch(owner, c); /* marks it dirty too */
+    else
+        mark_dirty(r, ep(c));
+    if (conn)
+        *conn = c;
+    return 0;
 }
 
 /* ---- the loop ---------------------------------------------------------- */
@@ -323,35 +393,44 @@ static int min_timeout(int a, int b)
     return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
-static int ep_timeout(const struct reactor *r)
+/* Read the throttled connections again once every other inbox is back under
+ * half its bound. */
+static void ep_unthrottle(struct reactor *r)
 {
-    int t = -1;
-    if (r->open.head && r->s->cfg.idle_ms)
-        t = sk__conn_timeout(r->open.head);
-    if (r->closing.head)
-        t = min_timeout(t, sk__conn_timeout(r->closing.head));
-    if (r->paused_until) {
-        int64_t left = r->paused_until - r->owner.now;
-        t = min_timeout(t, left > 0 ? (int)left : 0);
+    for (int i = 0; i < r->st->n; i++)
+        if (&r->st->r[i] != r && sk__inbox_bytes(&r->st->r[i].inbox) > SK__INBOX_MAX / 2)
+            return;
+    for (struct ep_conn *e = r->open.head; e; e = e->next) {
+        if (e->c.throttled) {
+            e->c.throttled = false;
+            e->c.resumed = true; /* epoll-et: its edges were not read: read it unasked */
+            mark_dirty(r, e);
+        }
     }
-    if (r->retry)
-        t = min_timeout(t, RETRY_MS);
-    return t;
+    r->nthrottled = 0;
 }
 
-static void ep_expire(struct reactor *r)
+static int ep_timeout(const struct reactor *r)
 {
-    int64_t now = r->owner.now;
-    int idle = r->s->cfg.idle_ms;
-    if (idle)
-        for (sk_conn *c = r->open.head; c && now - c->last_read >= idle; c = c->next)
-            mark_dirty(r, c);
-    for (sk_conn *c = r->closing.head; c && now >= c->deadline; c = c->next)
-        mark_dirty(r, c);
-    if (r->paused_until && now >= r->paused_until) {
-        r->paused_until = 0;
-        if (!r->stopping)
-            listeners_ctl(r, EPOLL_CTL_ADD);
+    int t = sk__timers_next(&r->timers, r->owner.now);
+    if (r->nthrottled)
+        t = min_timeout(t, THROTTLE_MS);
+    struct sk__timers *st = r->server_timers ? sk__server_timers(r->s) : NULL;
+    if (st)
+        t = min_timeout(t, sk__timers_next(st, r->owner.now));
+    if (r->retry)
+        t = min_timeout(t, RETRY_MS);
+    return r->held ? 0 : t;
+}
+
+/* The listeners' rest is over. */
+static void ep_resume(struct sk__timer *t, int64_t now)
+{
+    struct reactor *r = (struct reactor *)((char *)t - offsetof(struct reactor, pause));
+    if (!r->stopping && listeners_ctl(r, EPOLL_CTL_ADD) < 0) {
+        /* Not all watched again: take them all out and try after a pause. */
+        listeners_ctl(r, EPOLL_CTL_DEL);
+        sk__timer_start(&r->timers, t, now + LISTEN_PAUSE_MS);
     }
 }
 
@@ -360,34 +439,40 @@ static void ep_begin_stop(struct reactor *r)
     if (r->stopping)
         return;
     r->stopping = true;
-    if (!r->paused_until)
-        listeners_ctl(r, EPOLL_CTL_DEL);
-    epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->s->stop_fd, NULL);
-    for (sk_conn *c = r->open.head; c; c = c->next)
-        mark_dirty(r, c); /* each one settles with SK_CLOSE_STOP */
+    /* Removing a watched descriptor needs no memory: it does not fail. */
+    if (!sk__timer_armed(&r->pause))
+        (void)listeners_ctl(r, EPOLL_CTL_DEL);
+    (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->s->stop_fd, NULL);
+    for (struct ep_conn *e = r->open.head; e; e = e->next)
+        mark_dirty(r, e); /* each one settles with SK_CLOSE_STOP */
 }
 
 static int reactor_loop(struct reactor *r)
 {
     struct epoll_event ev[MAX_EVENTS];
     ep_current = r;
+    sk__loop_enter(r->s, &r->owner);
     while (!r->stopping || r->nconns > 0) {
         int n = epoll_wait(r->epfd, ev, MAX_EVENTS, ep_timeout(r));
+        struct ep_conn *held = r->held; /* marked in_dirty: events leave them on this list */
+        r->held = NULL;
         r->owner.now = sk__now_ms();
         if (n < 0 && errno != EINTR) {
             r->rc = -errno;
-            sk_server_stop(r->s);
-            for (sk_conn *c = r->open.head; c; c = c->next)
-                sk__conn_request_close(c, SK_CLOSE_ERROR);
-            for (sk_conn *c = r->closing.head; c; c = c->next)
-                c->deadline = r->owner.now; /* no loop left to flush with */
+            sk__server_stop(r->s);
+            for (struct ep_conn *e = r->open.head; e; e = e->next)
+                sk__conn_request_close(&e->c, SK_CLOSE_ERROR);
+            for (struct ep_conn *e = r->closing.head; e; e = e->next) {
+                e->c.deadline = r->owner.now; /* no loop left to flush with */
+                mark_dirty(r, e);
+            }
             ep_begin_stop(r);
         }
         for (int i = 0; i < n; i++) {
             struct sk__watch *w = ev[i].data.ptr;
             switch (w->kind) {
             case SK__W_CONN:
-                ep_conn_event(r, (sk_conn *)w, ev[i].events);
+                ep_conn_event(r, (struct ep_conn *)w, ev[i].events);
                 break;
             case SK__W_LISTENER:
                 if (!r->stopping)
@@ -399,18 +484,36 @@ static int reactor_loop(struct reactor *r)
             case SK__W_INBOX:
                 inbox_drain(r);
                 break;
+            case SK__W_POSTS: /* this reactor's, or the server's (the first reactor) */
+                sk__posts_run((struct sk__posts *)w, r->s);
+                break;
             }
         }
-        ep_expire(r);
+        while (held) { /* no event will tell of the input their transport holds */
+            struct ep_conn *e = held;
+            held = e->dirty_next;
+            e->in_dirty = false;
+            /* resumed: read to the end, a peer's close included, as after RDHUP */
+            uint32_t ev = EPOLLIN | (e->c.resumed ? EPOLLRDHUP : 0);
+            e->c.resumed = false;
+            ep_conn_event(r, e, ev);
+        }
+        sk__timers_run(&r->timers, r->owner.now);
+        struct sk__timers *st = r->server_timers ? sk__server_timers(r->s) : NULL;
+        if (st)
+            sk__timers_run(st, r->owner.now);
+        if (r->nthrottled)
+            ep_unthrottle(r);
         while (r->retry) { /* still marked in_dirty: move them onto the dirty list */
-            sk_conn *c = r->retry;
-            r->retry = c->dirty_next;
-            c->dirty_next = r->dirty;
-            r->dirty = c;
+            struct ep_conn *e = r->retry;
+            r->retry = e->dirty_next;
+            e->dirty_next = r->dirty;
+            r->dirty = e;
         }
         ep_settle_dirty(r);
     }
     ep_current = NULL;
+    sk__loop_enter(NULL, NULL);
     return r->rc;
 }
 
@@ -429,55 +532,70 @@ static int reactor_init(struct reactor *r, sk_server *s, struct ep_state *st, in
     r->s = s;
     r->st = st;
     r->edge = edge;
+    r->server_timers = k == 0; /* the thread of sk_server_run() */
     r->owner.notify = ep_notify;
     r->owner.ctr = &r->ctr;
     r->owner.now = sk__now_ms();
+    r->owner.timers = &r->timers;
+    r->owner.posts = &r->posts;
+    r->owner.dial = ep_dial;
+    r->owner.watch = ep_watch;
+    sk__timers_init(&r->timers);
     r->stop_w.kind = SK__W_STOP;
-    r->inbox.w.kind = SK__W_INBOX;
-    r->inbox.efd = -1;
-    r->epfd = epoll_create1(EPOLL_CLOEXEC);
-    r->buf = malloc(SK__SCRATCH + 1);
-    r->inbox.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (r->epfd < 0 || !r->buf || r->inbox.efd < 0 ||
-        pthread_mutex_init(&r->inbox.lock, NULL) != 0)
+    r->inbox.efd = -1; /* not open: reactor_destroy() leaves it */
+    if ((r->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+        return -errno;
+    int rc = sk__inbox_open(&r->inbox);
+    if (rc < 0)
+        return rc;
+    if ((rc = sk__posts_open(&r->posts, -1)) < 0)
+        return rc;
+    r->posts_open = true;
+    if (!(r->buf = malloc(SK__SCRATCH + 1)))
         return -ENOMEM;
+    if ((rc = sk__timer_attach(&r->timers, &r->pause, ep_resume)) < 0)
+        return rc;
 
     /* Own listeners when the server bound one set per worker, else share set 0. */
-    int per_set = s->nlisteners / s->nsets;
-    int set = s->nsets == st->n ? k : 0;
-    r->exclusive = s->nsets != st->n && st->n > 1;
+    int per_set = s->lis.nsets ? s->lis.n / s->lis.nsets : 0; /* none: a client program */
+    int set = s->lis.nsets == st->n ? k : 0;
+    r->exclusive = s->lis.nsets != st->n && st->n > 1;
     r->lw = calloc((size_t)per_set, sizeof(*r->lw));
     if (!r->lw)
         return -ENOMEM;
     r->nlw = per_set;
     for (int i = 0; i < per_set; i++)
-        r->lw[i] = (struct lwatch){.w.kind = SK__W_LISTENER, .fd = s->listeners[set * per_set + i]};
-    listeners_ctl(r, EPOLL_CTL_ADD);
+        r->lw[i] = (struct lwatch){.w.kind = SK__W_LISTENER, .fd = s->lis.fd[set * per_set + i]};
+    if ((rc = listeners_ctl(r, EPOLL_CTL_ADD)) < 0)
+        return rc;
     ev.data.ptr = &r->stop_w;
     if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, s->stop_fd, &ev) < 0)
         return -errno;
     ev.data.ptr = &r->inbox.w;
     if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->inbox.efd, &ev) < 0)
         return -errno;
-    sk__server_add_counters(s, &r->ctr);
+    ev.data.ptr = &r->posts;
+    if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->posts.efd, &ev) < 0)
+        return -errno;
+    ev.data.ptr = &s->posts; /* the server's home: where its timers run too */
+    if (k == 0 && epoll_ctl(r->epfd, EPOLL_CTL_ADD, s->posts.efd, &ev) < 0)
+        return -errno;
+    sk__registry_add_counters(&s->reg, &r->ctr);
     return 0;
 }
 
 static void reactor_destroy(struct reactor *r)
 {
     if (r->owner.notify && r->s) /* added its counters */
-        sk__server_remove_counters(r->s, &r->ctr);
-    for (size_t i = 0; i < r->inbox.n; i++)
-        msg_release(r->inbox.items[i]);
-    free(r->inbox.items);
-    if (r->inbox.efd >= 0) {
-        close(r->inbox.efd);
-        pthread_mutex_destroy(&r->inbox.lock);
-    }
+        sk__registry_remove_counters(&r->s->reg, &r->ctr);
+    sk__inbox_close(&r->inbox);
+    if (r->posts_open) /* what is left runs: its connections are gone */
+        sk__posts_close(&r->posts, r->s, true);
     if (r->epfd >= 0)
         close(r->epfd);
     free(r->buf);
     free(r->lw);
+    sk__timers_free(&r->timers);
 }
 
 static int ep_run(sk_server *s, bool edge)
@@ -495,13 +613,13 @@ static int ep_run(sk_server *s, bool edge)
     }
     int started = 1;
     if (rc == 0) {
-        pthread_mutex_lock(&s->reg_lock);
+        pthread_mutex_lock(&s->state_lock);
         s->backend_state = st;
-        pthread_mutex_unlock(&s->reg_lock);
+        pthread_mutex_unlock(&s->state_lock);
         for (; started < n; started++) {
             if (pthread_create(&st->r[started].thread, NULL, reactor_thread, &st->r[started])) {
                 rc = -EAGAIN;
-                sk_server_stop(s);
+                sk__server_stop(s);
                 break;
             }
         }
@@ -511,9 +629,9 @@ static int ep_run(sk_server *s, bool edge)
             rc = rc ? rc : st->r[i].rc;
         }
         rc = rc ? rc : rc0;
-        pthread_mutex_lock(&s->reg_lock);
+        pthread_mutex_lock(&s->state_lock);
         s->backend_state = NULL;
-        pthread_mutex_unlock(&s->reg_lock);
+        pthread_mutex_unlock(&s->state_lock);
     }
     for (int i = 0; i < inited; i++)
         reactor_destroy(&st->r[i]);
@@ -531,16 +649,16 @@ static int ep_run_lt(sk_server *s)
     return ep_run(s, false);
 }
 
-const sk_backend sk__backend_epoll_et = {
+const struct sk__backend sk__backend_epoll_et = {.ops = {
     .name = "epoll-et",
     .summary = "edge-triggered epoll reactor(s), each edge drained until EAGAIN",
     .run = ep_run_et,
     .broadcast = ep_broadcast,
-};
+}, .caps = SK__CAP_LISTENER_SETS | SK__CAP_LOOP};
 
-const sk_backend sk__backend_epoll_lt = {
+const struct sk__backend sk__backend_epoll_lt = {.ops = {
     .name = "epoll-lt",
     .summary = "level-triggered epoll reactor(s), one read per readiness event",
     .run = ep_run_lt,
     .broadcast = ep_broadcast,
-};
+}, .caps = SK__CAP_LISTENER_SETS | SK__CAP_LOOP};

@@ -26,32 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void relay_interest(struct fork_state *fs, struct child *ch)
-{
-    uint32_t want = (fs->paused ? 0 : EPOLLIN) | (ch->out.len ? EPOLLOUT : 0);
-    if (ch->events == want || ch->relay < 0)
-        return;
-    struct epoll_event ev = {.events = want, .data.ptr = ch};
-    epoll_ctl(fs->epfd, EPOLL_CTL_MOD, ch->relay, &ev);
-    ch->events = want;
-}
-
-/* The child may be parked in a recv() (see single.c): what it has been sent
- * is posted before its parked flag is looked at, then it is signalled. */
-static void wake(struct fork_state *fs, struct child *ch)
-{
-    if (ch->slot < 0)
-        return;
-    struct park_slot *slot = &fs->page->slot[ch->slot];
-    __atomic_add_fetch(&slot->posted, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&slot->parked, __ATOMIC_SEQ_CST))
-        kill(ch->pid, SK__PARK_SIGNAL);
-}
+#define ACCEPT_BATCH 16 /* connections accepted (children forked) per turn of the loop */
 
 static void relay_flush(struct fork_state *fs, struct child *ch)
 {
@@ -66,8 +47,8 @@ static void relay_flush(struct fork_state *fs, struct child *ch)
         sk__buf_consume(&ch->out, (size_t)n);
     }
     if (ch->out.len < had)
-        wake(fs, ch);
-    relay_interest(fs, ch);
+        sk__fork_wake(fs, ch);
+    sk__fork_watch_relay(fs, ch);
 }
 
 static void cut_off(struct fork_state *fs, struct child *ch)
@@ -75,23 +56,19 @@ static void cut_off(struct fork_state *fs, struct child *ch)
     shutdown(ch->relay, SHUT_RDWR); /* the child reads end of file and closes */
     ch->cut = true;
     sk__buf_free(&ch->out);
-    wake(fs, ch);
+    sk__fork_wake(fs, ch);
 }
 
 /* Queue a message to a child (flow control is congestion(), below). */
 static void relay_send(struct fork_state *fs, struct child *ch, uint32_t type, const void *data,
                        size_t len)
 {
-    struct msg_head h = {.type = type, .len = (uint32_t)len};
     if (ch->cut || ch->exited)
         return;
-    if (!sk__buf_reserve(&ch->out, sizeof(h) + len)) {
+    if (!sk__buf_put_msg(&ch->out, type, data, len)) {
         cut_off(fs, ch);
         return;
     }
-    memcpy(ch->out.p + ch->out.off + ch->out.len, &h, sizeof(h));
-    memcpy(ch->out.p + ch->out.off + ch->out.len + sizeof(h), data, len);
-    ch->out.len += sizeof(h) + len;
     relay_flush(fs, ch);
     if (ch->out.len > RELAY_HIGH)
         fs->over_high = true;
@@ -126,11 +103,14 @@ static void handle_msg(struct fork_state *fs, struct child *from, struct msg_hea
                 relay_send(fs, ch, MSG_DELIVER, payload, h->len);
         break;
     case MSG_NAME:
-        if (from == &fs->self || h->len == 0 || payload[h->len - 1] != '\0')
+        if (from == &fs->self || (h->len && payload[h->len - 1] != '\0'))
             break;
+        char *copy = h->len ? strdup(payload) : NULL; /* no payload: the default */
+        if (h->len && !copy)
+            break; /* no memory: the old name stays */
         pthread_mutex_lock(&fs->lock);
         free(from->name);
-        from->name = payload[0] ? strdup(payload) : NULL;
+        from->name = copy;
         pthread_mutex_unlock(&fs->lock);
         break;
     case MSG_NAMES_REQ:
@@ -163,35 +143,20 @@ static void handle_msg(struct fork_state *fs, struct child *from, struct msg_hea
     }
 }
 
-static void child_exited(struct fork_state *fs, struct child *ch)
-{
-    epoll_ctl(fs->epfd, EPOLL_CTL_DEL, ch->relay, NULL);
-    close(ch->relay);
-    ch->relay = -1;
-    ch->exited = true;
-    sk__buf_free(&ch->in);
-    sk__buf_free(&ch->out);
-}
-
 static void relay_readable(struct fork_state *fs, struct child *ch)
 {
     for (;;) {
         ssize_t n = sk__buf_read(&ch->in, ch->relay);
-        if (n < 0 && n != -EAGAIN && ch != &fs->self) {
-            child_exited(fs, ch);
-            return;
-        }
-        if (n == 0) {
-            if (ch != &fs->self)
-                child_exited(fs, ch);
+        if (n == 0 || (n < 0 && n != -EAGAIN)) {
+            sk__fork_exited(fs, ch);
             return;
         }
         struct msg_head h;
         char *payload;
         while (ch->relay >= 0 && sk__next_msg(&ch->in, &h, &payload)) {
             if (h.len > MAX_MSG) { /* not our protocol: cut it */
-                kill(ch->pid, SIGKILL);
-                child_exited(fs, ch);
+                sk__fork_kill(ch, SIGKILL);
+                sk__fork_exited(fs, ch);
                 return;
             }
             handle_msg(fs, ch, &h, payload);
@@ -204,135 +169,9 @@ static void relay_readable(struct fork_state *fs, struct child *ch)
     }
 }
 
-static void spawn_worker(struct fork_state *fs, int k);
-
-/* Reap children whose relay has closed; a child still exiting is tried again.
- * A child's slot goes back here; a worker that died is replaced. */
-static bool reap(struct fork_state *fs)
+static int parent_names(void *state, sk_name_fn fn, void *arg)
 {
-    bool waiting = false;
-    for (struct child *ch = fs->head, *next; ch; ch = next) {
-        next = ch->next;
-        if (!ch->exited)
-            continue;
-        pid_t got = waitpid(ch->pid, NULL, WNOHANG);
-        if (got == 0) {
-            waiting = true;
-            continue;
-        }
-        pthread_mutex_lock(&fs->lock);
-        if (ch->prev)
-            ch->prev->next = ch->next;
-        else
-            fs->head = ch->next;
-        if (ch->next)
-            ch->next->prev = ch->prev;
-        fs->nchildren--;
-        pthread_mutex_unlock(&fs->lock);
-        if (ch->slot >= 0) /* killed while parked, it may have left the flag set */
-            __atomic_store_n(&fs->page->slot[ch->slot].parked, 0, __ATOMIC_RELAXED);
-        if (ch->worker < 0) {
-            sk__server_release(fs->s);
-            if (ch->slot >= 0)
-                fs->free_slots[fs->nfree++] = ch->slot;
-        } else {
-            /* A worker releases its own slots; one that died holding one cannot. */
-            if (__atomic_exchange_n(&fs->page->busy[ch->worker], 0, __ATOMIC_ACQ_REL))
-                sk__server_release(fs->s);
-            if (!fs->stopping)
-                spawn_worker(fs, ch->worker);
-        }
-        free(ch->name);
-        free(ch->peer);
-        free(ch);
-    }
-    return waiting;
-}
-
-/* Fork a child on a new relay: in the child, run(fs, arg, slot, relay) never
- * returns; in the parent, the child's record (NULL if the fork failed). */
-static struct child *fork_child(struct fork_state *fs,
-                                void (*run)(struct fork_state *, int, int, int), int arg,
-                                int slot, const char *peer)
-{
-    int sv[2];
-    struct child *ch = calloc(1, sizeof(*ch));
-    /* Non-blocking at both ends: a child may find its relay drained between
-     * poll() and read() (a names reply taken in by a handler meanwhile). */
-    if (!ch || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0) {
-        free(ch);
-        return NULL;
-    }
-    ch->w.kind = SK__W_RELAY;
-    ch->worker = -1;
-    ch->slot = slot;
-    pid_t pid = -1;
-    if (!peer || (ch->peer = strdup(peer)))
-        pid = fork();
-    if (pid == 0) {
-        close(sv[0]);
-        run(fs, arg, slot, sv[1]); /* does not return */
-    }
-    close(sv[1]);
-    if (pid < 0) {
-        close(sv[0]);
-        free(ch->peer);
-        free(ch);
-        return NULL;
-    }
-    ch->pid = pid;
-    ch->relay = sv[0];
-    ch->serving = peer != NULL;
-    ch->events = fs->paused ? 0 : EPOLLIN;
-    struct epoll_event ev = {.events = ch->events, .data.ptr = ch};
-    epoll_ctl(fs->epfd, EPOLL_CTL_ADD, ch->relay, &ev);
-    pthread_mutex_lock(&fs->lock);
-    ch->next = fs->head;
-    if (fs->head)
-        fs->head->prev = ch;
-    fs->head = ch;
-    fs->nchildren++;
-    pthread_mutex_unlock(&fs->lock);
-    return ch;
-}
-
-static void spawn_worker(struct fork_state *fs, int k)
-{
-    struct child *ch = fork_child(fs, sk__fork_worker_main, k, k, NULL);
-    if (ch) {
-        ch->worker = k;
-        if (fs->missing[k]) {
-            fs->missing[k] = false;
-            fs->nmissing--;
-        }
-    } else if (!fs->missing[k]) { /* tried again from the loop */
-        fs->missing[k] = true;
-        fs->nmissing++;
-    }
-}
-
-/* A child per connection: the parent admitted it (the slot is released at reap). */
-static void spawn(struct fork_state *fs, int fd, const sk_addr *addr)
-{
-    char peer[SK_ADDR_STRLEN];
-    if (sk_addr_format(addr, peer, sizeof(peer)) < 0 && sk_peer_addr(fd, peer, sizeof(peer)) < 0)
-        strcpy(peer, "?");
-    fs->peer = *addr; /* what the child starts with */
-    int slot = fs->nfree ? fs->free_slots[--fs->nfree] : -1; /* none: it does not park */
-    if (!fork_child(fs, sk__fork_child_main, fd, slot, peer)) {
-        if (slot >= 0)
-            fs->free_slots[fs->nfree++] = slot;
-        sk__server_release(fs->s);
-        sk__count(&fs->s->ctr, SK__C_REFUSED, 1);
-    }
-    close(fd);
-}
-
-static int parent_names(sk_server *s, sk_name_fn fn, void *arg)
-{
-    struct fork_state *fs = s->backend_state;
-    if (!fs)
-        return 0;
+    struct fork_state *fs = state;
     struct buf all = {0};
     int n = 0;
     pthread_mutex_lock(&fs->lock);
@@ -341,11 +180,14 @@ static int parent_names(sk_server *s, sk_name_fn fn, void *arg)
             continue;
         const char *name = ch->name ? ch->name : ch->peer;
         size_t len = strlen(name) + 1;
-        if (sk__buf_reserve(&all, len)) {
-            memcpy(all.p + all.len, name, len);
-            all.len += len;
-            n++;
+        if (!sk__buf_reserve(&all, len)) { /* a short list would pass for the whole room */
+            n = -ENOMEM;
+            all.len = 0;
+            break;
         }
+        memcpy(all.p + all.len, name, len);
+        all.len += len;
+        n++;
     }
     pthread_mutex_unlock(&fs->lock);
     for (size_t off = 0; off < all.len; off += strlen(all.p + off) + 1)
@@ -354,32 +196,70 @@ static int parent_names(sk_server *s, sk_name_fn fn, void *arg)
     return n;
 }
 
+static const struct sk__remote parent_remote = {.names = parent_names};
+
 static int fork_broadcast(sk_server *s, sk_conn *except, const void *data, size_t len)
 {
     if (sk__fork_in_child())
         return sk__fork_child_broadcast(except, data, len);
-    /* Another thread of the parent process: through the loop's own relay. */
-    pthread_mutex_lock(&s->reg_lock);
+    /* Another thread of the parent process: queued in memory for the loop,
+     * which it wakes; no lock is held across anything that can wait. The
+     * queue is bounded: past it, the caller is told (one message alone may
+     * be larger). */
+    if (len > MAX_MSG)
+        return -EMSGSIZE;
+    pthread_mutex_lock(&s->state_lock); /* keeps the loop's state alive */
     struct fork_state *fs = s->backend_state;
     int rc = -ENOTCONN;
-    if (fs && len <= MAX_MSG) {
-        struct msg_head h = {.type = MSG_BROADCAST, .len = (uint32_t)len};
+    if (fs) {
         pthread_mutex_lock(&fs->self_lock);
-        rc = (int)sk_write_all(fs->self_tx, &h, sizeof(h), 1000);
-        if (rc >= 0)
-            rc = (int)sk_write_all(fs->self_tx, data, len, 1000);
+        struct buf *q = &fs->self_queue;
+        bool first = q->len == 0;
+        if (!first && q->len + sizeof(struct msg_head) + len > SELF_QUEUE_MAX)
+            rc = -ENOBUFS;
+        else
+            rc = sk__buf_put_msg(q, MSG_BROADCAST, data, len) ? 0 : -ENOMEM;
         pthread_mutex_unlock(&fs->self_lock);
+        uint64_t one = 1;
+        if (rc == 0 && first && write(fs->self_efd, &one, sizeof(one)) < 0)
+            rc = -errno; /* cannot happen: the counter is far from full */
     }
-    pthread_mutex_unlock(&s->reg_lock);
-    return rc < 0 ? rc : 0;
+    pthread_mutex_unlock(&s->state_lock);
+    return rc;
 }
 
-static void watch_listeners(struct fork_state *fs, int op)
+/* What other threads broadcast, relayed in the order they queued it; left
+ * queued while the relays are paused (congestion() comes back for it). */
+static void self_take(struct fork_state *fs)
 {
-    for (int i = 0; i < fs->s->nlisteners; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &fs->listen_w};
-        epoll_ctl(fs->epfd, op, fs->s->listeners[i], &ev);
+    if (fs->paused) {
+        fs->self_waiting = true;
+        return;
     }
+    fs->self_waiting = false;
+    pthread_mutex_lock(&fs->self_lock);
+    struct buf q = fs->self_queue;
+    fs->self_queue = (struct buf){0};
+    pthread_mutex_unlock(&fs->self_lock);
+    struct msg_head h;
+    char *payload;
+    while (sk__next_msg(&q, &h, &payload)) {
+        handle_msg(fs, &fs->self, &h, payload);
+        sk__buf_consume(&q, sizeof(h) + h.len);
+    }
+    sk__buf_free(&q);
+}
+
+/* 0, or the first failure (the others are still tried). */
+static int watch_listeners(struct fork_state *fs, int op)
+{
+    int rc = 0;
+    for (int i = 0; i < fs->s->lis.n; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &fs->listen_w};
+        if (epoll_ctl(fs->epfd, op, fs->s->lis.fd[i], &ev) < 0 && rc == 0)
+            rc = -errno;
+    }
+    return rc;
 }
 
 static void on_event(struct fork_state *fs, struct sk__watch *w, uint32_t events)
@@ -388,16 +268,27 @@ static void on_event(struct fork_state *fs, struct sk__watch *w, uint32_t events
     if (w == &fs->stop_w) {
         fs->stopping = true;
         for (struct child *ch = fs->head; ch; ch = ch->next)
-            wake(fs, ch); /* a parked child would not see the stop descriptor */
-        watch_listeners(fs, EPOLL_CTL_DEL);
-        epoll_ctl(fs->epfd, EPOLL_CTL_DEL, s->stop_fd, NULL);
-        fs->kill_at = sk__now_ms() + s->cfg.drain_ms + 1000;
+            sk__fork_wake(fs, ch); /* a parked child would not see the stop descriptor */
+        /* Removing a watched descriptor needs no memory: it does not fail. */
+        (void)watch_listeners(fs, EPOLL_CTL_DEL);
+        (void)epoll_ctl(fs->epfd, EPOLL_CTL_DEL, s->stop_fd, NULL);
+        sk__timer_start(&fs->timers, &fs->kill, sk__now_ms() + s->cfg.drain_ms + 1000);
+    } else if (w == &fs->self_w) {
+        uint64_t v;
+        ssize_t got = read(fs->self_efd, &v, sizeof(v)); /* the wake-up, not the queue */
+        (void)got;
+        self_take(fs);
+    } else if (w->kind == SK__W_POSTS) { /* posted to the server */
+        sk__posts_run(&s->posts, s);
     } else if (w == &fs->listen_w) {
-        for (int i = 0; i < s->nlisteners && !fs->stopping; i++) {
-            int fd;
+        /* A batch a turn: clients that reconnect as fast as their children
+         * serve them must not keep the loop from reaping the children that
+         * are done (their slots) and from its relays. */
+        for (int i = 0; i < s->lis.n && !fs->stopping; i++) {
+            int fd, n = 0;
             sk_addr peer;
-            while ((fd = sk__server_accept_fd(s, s->listeners[i], &s->ctr, &peer)) > 0)
-                spawn(fs, fd, &peer);
+            while (n++ < ACCEPT_BATCH && (fd = sk__accept_fd(s, s->lis.fd[i], &s->reg.ctr, &peer)) > 0)
+                sk__fork_spawn(fs, fd, &peer);
         }
     } else {
         struct child *ch = (struct child *)w;
@@ -412,8 +303,7 @@ static void on_event(struct fork_state *fs, struct sk__watch *w, uint32_t events
 static void congestion(struct fork_state *fs)
 {
     int64_t now = sk__now_ms();
-    int stuck_ms = fs->s->cfg.drain_ms > RELAY_MIN_STUCK_MS ? fs->s->cfg.drain_ms
-                                                             : RELAY_MIN_STUCK_MS;
+    int stuck_ms = sk__relay_stuck_ms(fs->s);
     bool congested = false;
     fs->over_high = false;
     for (struct child *ch = fs->head; ch; ch = ch->next) {
@@ -431,9 +321,49 @@ static void congestion(struct fork_state *fs)
     if (congested == fs->paused)
         return;
     fs->paused = congested;
-    relay_interest(fs, &fs->self);
     for (struct child *ch = fs->head; ch; ch = ch->next)
-        relay_interest(fs, ch);
+        sk__fork_watch_relay(fs, ch);
+    if (!fs->paused && fs->self_waiting)
+        self_take(fs);
+}
+
+/* The loop cannot wait any more: stop the children as a stop would (each
+ * closes its connection with SK_CLOSE_STOP, flushing), give them the drain
+ * time, kill those still there, and reap them all, without epoll. */
+static void abandon(struct fork_state *fs)
+{
+    sk__server_stop(fs->s);
+    fs->stopping = true;
+    for (struct child *ch = fs->head; ch; ch = ch->next)
+        sk__fork_wake(fs, ch);
+    int64_t kill_at = sk__now_ms() + fs->s->cfg.drain_ms + 1000;
+    for (struct child *ch = fs->head; ch; ch = ch->next) {
+        while (waitpid(ch->pid, NULL, WNOHANG) == 0) {
+            if (sk__now_ms() >= kill_at) {
+                sk__fork_kill(ch, SIGKILL);
+                waitpid(ch->pid, NULL, 0);
+                break;
+            }
+            usleep(10 * 1000);
+        }
+        if (!ch->exited)
+            sk__fork_exited(fs, ch);
+    }
+    sk__fork_reap(fs); /* every child has exited: frees them all */
+}
+
+/* The drain time after the stop (and a second more) is over. */
+static void kill_stragglers(struct sk__timer *t, int64_t now)
+{
+    struct fork_state *fs = (struct fork_state *)((char *)t - offsetof(struct fork_state, kill));
+    (void)now;
+    for (struct child *ch = fs->head; ch; ch = ch->next) {
+        sk__fork_kill(ch, SIGKILL);
+        if (!ch->exited)
+            sk__fork_exited(fs, ch);
+    }
+    for (struct child *ch = fs->head; ch; ch = ch->next)
+        waitpid(ch->pid, NULL, 0);
 }
 
 static int fork_loop(struct fork_state *fs)
@@ -442,47 +372,70 @@ static int fork_loop(struct fork_state *fs)
     struct epoll_event ev[64];
     bool waiting = false;
     while (!fs->stopping || fs->nchildren > 0) {
-        int timeout = waiting ? 10 : fs->paused || fs->nmissing ? 100 : -1;
-        if (fs->stopping) {
-            int64_t left = fs->kill_at - sk__now_ms();
-            timeout = timeout < 0 || left < timeout ? (left > 0 ? (int)left : 0) : timeout;
-        }
+        int timeout = waiting || fs->nunsettled ? 10 : fs->paused || fs->nmissing ? 100 : -1;
+        int64_t now = sk__now_ms();
+        struct sk__timers *user = sk__server_timers(s); /* the server's timers run here */
+        int next = sk__timers_next(&fs->timers, now);
+        timeout = timeout < 0 || (next >= 0 && next < timeout) ? next : timeout;
+        next = user ? sk__timers_next(user, now) : -1;
+        timeout = timeout < 0 || (next >= 0 && next < timeout) ? next : timeout;
         int n = epoll_wait(fs->epfd, ev, 64, timeout);
-        if (n < 0 && errno != EINTR)
-            return -errno;
+        if (n < 0 && errno != EINTR) {
+            int rc = -errno;
+            abandon(fs);
+            return rc;
+        }
         for (int i = 0; i < n; i++)
             on_event(fs, ev[i].data.ptr, ev[i].events);
-        if (fs->stopping && sk__now_ms() >= fs->kill_at) {
-            for (struct child *ch = fs->head; ch; ch = ch->next) {
-                kill(ch->pid, SIGKILL);
-                if (!ch->exited)
-                    child_exited(fs, ch);
-            }
-            for (struct child *ch = fs->head; ch; ch = ch->next)
-                waitpid(ch->pid, NULL, 0);
-        }
-        waiting = reap(fs);
+        sk__timers_run(&fs->timers, sk__now_ms());
+        if ((user = sk__server_timers(s)))
+            sk__timers_run(user, sk__now_ms());
+        waiting = sk__fork_reap(fs);
         congestion(fs);
+        if (fs->nunsettled) {
+            for (struct child *ch = fs->head; ch; ch = ch->next)
+                sk__fork_watch_relay(fs, ch);
+        }
         for (int k = 0; fs->nmissing && !fs->stopping && k < s->cfg.workers; k++)
             if (fs->missing[k])
-                spawn_worker(fs, k);
+                sk__fork_spawn_worker(fs, k);
         (void)s;
     }
+    return 0;
+}
+
+/* An outbound connection opened outside any child (a server timer, another
+ * thread, before the run): a child of its own. */
+static int fork_home_dial(struct sk__owner *home, struct sk__dial *d, sk_conn **conn)
+{
+    struct fork_state *fs = (struct fork_state *)home;
+    (void)conn; /* it lives in another process */
+    int rc = sk__fork_spawn_dial(fs, d);
+    if (rc < 0) /* no child for it: it fails here, its on_close called */
+        sk__dial_refuse(fs->s, d, rc);
     return 0;
 }
 
 static int fork_run(sk_server *s)
 {
     struct fork_state *fs = calloc(1, sizeof(*fs));
-    int sv[2] = {-1, -1}, rc = -ENOMEM;
+    int rc = -ENOMEM;
     if (!fs)
         return -ENOMEM;
     fs->s = s;
+    fs->home = (struct sk__owner){.dial = fork_home_dial, .ctr = &s->reg.ctr};
     fs->stop_w.kind = SK__W_STOP;
     fs->listen_w.kind = SK__W_LISTENER;
-    fs->self.w.kind = SK__W_RELAY;
-    fs->self.slot = -1;
-    fs->epfd = epoll_create1(EPOLL_CLOEXEC);
+    fs->self_w.kind = SK__W_INBOX;
+    fs->self.relay = fs->self.slot = -1; /* no process, no relay: only a sender's name */
+    fs->self_efd = -1;
+    sk__timers_init(&fs->timers);
+    if ((fs->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if ((rc = sk__timer_attach(&fs->timers, &fs->kill, kill_stragglers)) < 0)
+        goto out;
     /* A park slot per worker, or per admitted connection (children still
      * exiting may briefly want more: those do not park). Untouched slots
      * cost no memory. */
@@ -495,59 +448,67 @@ static int fork_run(sk_server *s)
     if (s->cfg.workers == 0 && (fs->free_slots = malloc((size_t)nslots * sizeof(int))))
         for (int i = nslots - 1; i >= 0; i--)
             fs->free_slots[fs->nfree++] = i;
-    if (fs->epfd < 0 || fs->page == MAP_FAILED ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    if (fs->page == MAP_FAILED || (fs->self_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        rc = -errno;
         goto out;
-    pthread_mutex_init(&fs->lock, NULL);
-    pthread_mutex_init(&fs->self_lock, NULL);
-    fs->self.relay = sv[0];
-    fs->self_tx = sv[1];
-    sk_set_nonblocking(sv[0], true);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &fs->stop_w};
-    epoll_ctl(fs->epfd, EPOLL_CTL_ADD, s->stop_fd, &ev);
-    ev.data.ptr = &fs->self;
-    fs->self.events = EPOLLIN;
-    epoll_ctl(fs->epfd, EPOLL_CTL_ADD, fs->self.relay, &ev);
-    pthread_mutex_lock(&s->reg_lock);
+    }
+    if ((rc = -pthread_mutex_init(&fs->lock, NULL)) < 0)
+        goto out;
+    if ((rc = -pthread_mutex_init(&fs->self_lock, NULL)) < 0)
+        goto destroy_lock;
+    struct epoll_event stop_ev = {.events = EPOLLIN, .data.ptr = &fs->stop_w};
+    struct epoll_event self_ev = {.events = EPOLLIN, .data.ptr = &fs->self_w};
+    struct epoll_event posts_ev = {.events = EPOLLIN, .data.ptr = &s->posts};
+    if (epoll_ctl(fs->epfd, EPOLL_CTL_ADD, s->stop_fd, &stop_ev) < 0 ||
+        epoll_ctl(fs->epfd, EPOLL_CTL_ADD, fs->self_efd, &self_ev) < 0 ||
+        epoll_ctl(fs->epfd, EPOLL_CTL_ADD, s->posts.efd, &posts_ev) < 0) {
+        rc = -errno;
+        goto destroy_locks;
+    }
+    pthread_mutex_lock(&s->state_lock);
     s->backend_state = fs;
-    s->names_hook = parent_names;
-    sk__server_set_counter(s, &fs->page->count);
-    pthread_mutex_unlock(&s->reg_lock);
+    pthread_mutex_unlock(&s->state_lock);
+    sk__registry_set_counter(&s->reg, &fs->page->count);
+    sk__registry_set_remote(&s->reg, &parent_remote, fs);
     fs->page->ctr.shared = true;
-    sk__server_add_counters(s, &fs->page->ctr);
+    sk__registry_add_counters(&s->reg, &fs->page->ctr);
     if (s->cfg.workers > 0) /* the pool accepts; the parent only relays */
         for (int k = 0; k < s->cfg.workers; k++)
-            spawn_worker(fs, k);
+            sk__fork_spawn_worker(fs, k);
     else
-        watch_listeners(fs, EPOLL_CTL_ADD);
-    rc = fork_loop(fs);
-    sk__server_remove_counters(s, &fs->page->ctr);
-    pthread_mutex_lock(&s->reg_lock);
+        rc = watch_listeners(fs, EPOLL_CTL_ADD);
+    sk__loop_enter(s, &fs->home); /* server timers and posts run here */
+    if (rc == 0)
+        rc = fork_loop(fs);
+    sk__loop_enter(NULL, NULL);
+    sk__registry_remove_counters(&s->reg, &fs->page->ctr);
+    sk__registry_set_remote(&s->reg, NULL, NULL);
+    sk__registry_set_counter(&s->reg, NULL);
+    pthread_mutex_lock(&s->state_lock);
     s->backend_state = NULL;
-    s->names_hook = NULL;
-    sk__server_set_counter(s, &s->count);
-    pthread_mutex_unlock(&s->reg_lock);
+    pthread_mutex_unlock(&s->state_lock);
 
+destroy_locks:
     pthread_mutex_destroy(&fs->self_lock);
+destroy_lock:
     pthread_mutex_destroy(&fs->lock);
-    sk__buf_free(&fs->self.in);
+    sk__buf_free(&fs->self_queue); /* what came after the stop goes nowhere */
 out:
-    if (sv[0] >= 0) {
-        close(sv[0]);
-        close(sv[1]);
-    }
+    if (fs->self_efd >= 0)
+        close(fs->self_efd);
     if (fs->page != MAP_FAILED && fs->page)
         munmap(fs->page, fs->page_size);
     free(fs->free_slots);
     if (fs->epfd >= 0)
         close(fs->epfd);
+    sk__timers_free(&fs->timers);
     free(fs);
     return rc;
 }
 
-const sk_backend sk__backend_fork = {
+const struct sk__backend sk__backend_fork = {.ops = {
     .name = "fork",
     .summary = "a child process per connection; the parent relays broadcasts",
     .run = fork_run,
     .broadcast = fork_broadcast,
-};
+}, .caps = SK__CAP_LOOP};

@@ -14,16 +14,16 @@
 struct pt_state;
 
 struct pt_thread {
-    struct sk__owner owner; /* first: the owner pointer is the thread record */
+    struct sk__single loop; /* first: the owner pointer is the thread record */
     struct pt_state *st;
     pthread_t tid;
-    pthread_mutex_t lock;   /* the connection's output */
+    pthread_mutex_t lock;   /* its connections' output */
     int wake_fd;
-    sk_conn *conn;
     struct pt_thread *next_done;
 };
 
 struct pt_state {
+    struct sk__owner home;  /* first: the accepting thread, as the loop of outbound opens */
     sk_server *s;
     pthread_mutex_t lock;
     pthread_cond_t all_done;
@@ -45,13 +45,13 @@ static void pt_notify(struct sk__owner *owner, sk_conn *c)
     }
 }
 
-static void pt_woken(sk_conn *c, void *arg)
+static void pt_woken(struct sk__single *l, void *arg)
 {
     struct pt_thread *t = arg;
     uint64_t v;
     ssize_t n = read(t->wake_fd, &v, sizeof(v));
     (void)n;
-    (void)c; /* the loop re-reads the connection's state itself */
+    (void)l; /* the loop re-reads its connections' state itself */
 }
 
 static void *pt_main(void *arg)
@@ -59,7 +59,7 @@ static void *pt_main(void *arg)
     struct pt_thread *t = arg;
     struct pt_state *st = t->st;
     pt_current = t;
-    sk__serve_one(t->conn, t->wake_fd, pt_woken, t, NULL);
+    sk__single_run(&t->loop);
     pthread_mutex_lock(&st->lock);
     t->next_done = st->done;
     st->done = t;
@@ -76,6 +76,7 @@ static void pt_free_thread(struct pt_thread *t)
 {
     close(t->wake_fd);
     pthread_mutex_destroy(&t->lock);
+    sk__single_destroy(&t->loop);
     free(t);
 }
 
@@ -98,96 +99,160 @@ static void pt_reap(struct pt_state *st)
     }
 }
 
-static void pt_spawn(struct pt_state *st, int fd, const sk_addr *peer)
+/* A thread record with its loop, not yet running; NULL without resources. */
+static struct pt_thread *pt_new(struct pt_state *st)
 {
     sk_server *s = st->s;
     struct pt_thread *t = calloc(1, sizeof(*t));
     if (!t)
-        goto refuse;
+        return NULL;
+    if (sk__single_init(&t->loop, s) < 0)
+        goto free_t;
     t->st = st;
-    t->owner.notify = pt_notify;
-    t->owner.ctr = &s->ctr;
-    t->owner.now = sk__now_ms();
+    t->loop.owner.notify = pt_notify;
+    t->loop.owner.ctr = &s->reg.ctr;
+    t->loop.owner.lock = &t->lock; /* other threads' broadcasts queue to it directly */
     t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (t->wake_fd < 0)
-        goto free_t;
+        goto destroy_loop;
     if (pthread_mutex_init(&t->lock, NULL) != 0)
         goto close_wake;
-    t->conn = sk__conn_new(s, fd, &t->owner, &t->lock, peer);
-    if (!t->conn)
-        goto destroy_lock;
+    t->loop.extra_fd = t->wake_fd;
+    t->loop.on_extra = pt_woken;
+    t->loop.arg = t;
+    return t;
+close_wake:
+    close(t->wake_fd);
+destroy_loop:
+    sk__single_destroy(&t->loop);
+free_t:
+    free(t);
+    return NULL;
+}
+
+/* Run t's loop on a thread of its own: false if none could be made (then
+ * t is freed, and its connections with it). */
+static bool pt_start(struct pt_state *st, struct pt_thread *t)
+{
     pthread_mutex_lock(&st->lock);
     st->live++;
     pthread_mutex_unlock(&st->lock);
     if (pthread_create(&t->tid, NULL, pt_main, t) == 0)
-        return;
+        return true;
     pthread_mutex_lock(&st->lock);
     st->live--;
     pthread_mutex_unlock(&st->lock);
-    sk__conn_free(t->conn); /* no thread: closed unserved; gives the slot back */
-    pthread_mutex_destroy(&t->lock);
-    close(t->wake_fd);
-    free(t);
-    return;
-destroy_lock:
-    pthread_mutex_destroy(&t->lock);
-close_wake:
-    close(t->wake_fd);
-free_t:
-    free(t);
-refuse:
-    sk__server_release(s);
-    sk__count(&s->ctr, SK__C_REFUSED, 1);
+    return false;
+}
+
+static void pt_spawn(struct pt_state *st, int fd, const sk_addr *peer)
+{
+    sk_server *s = st->s;
+    struct pt_thread *t = pt_new(st);
+    sk_conn *c = t ? sk__conn_new(s, sizeof(sk_conn), fd, &t->loop.owner, peer) : NULL;
+    if (c && sk__single_add(&t->loop, c) == 0) {
+        if (!pt_start(st, t)) {
+            sk__conn_free(c); /* no thread: closed unserved; gives the slot back */
+            pt_free_thread(t);
+        }
+        return;
+    }
+    if (c) {
+        sk__conn_free(c);
+        pt_free_thread(t);
+        return;
+    }
+    if (t)
+        pt_free_thread(t);
+    sk__registry_release(&s->reg);
+    sk__count(&s->reg.ctr, SK__C_REFUSED, 1);
     close(fd);
+}
+
+/* An outbound connection opened outside any connection's thread (a server
+ * timer, another thread, before the run): a thread of its own. */
+static int pt_home_dial(struct sk__owner *home, struct sk__dial *d, sk_conn **conn)
+{
+    struct pt_state *st = (struct pt_state *)home;
+    struct pt_thread *t = pt_new(st);
+    sk_conn *c = t ? sk__conn_dial(st->s, sizeof(sk_conn), &t->loop.owner, d) : NULL;
+    (void)conn; /* it lives on another thread: not the caller's to touch */
+    if (c && sk__single_add(&t->loop, c) == 0 && pt_start(st, t))
+        return 0;
+    if (c)
+        sk__conn_free(c); /* never seen by the program */
+    if (t)
+        pt_free_thread(t);
+    sk__dial_refuse(st->s, d, -EAGAIN); /* no thread for it: it fails here */
+    return 0;
 }
 
 static int pt_run(sk_server *s)
 {
-    struct pt_state st = {.s = s};
-    struct pollfd *p = calloc((size_t)s->nlisteners + 2, sizeof(*p));
+    struct pt_state st = {.s = s, .home = {.dial = pt_home_dial, .ctr = &s->reg.ctr}};
+    struct pollfd *p = calloc((size_t)s->lis.n + 3, sizeof(*p));
     int rc = 0;
 
-    st.reap_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!p || st.reap_fd < 0) {
-        free(p);
-        if (st.reap_fd >= 0)
-            close(st.reap_fd);
+    if (!p)
         return -ENOMEM;
+    st.reap_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (st.reap_fd < 0) {
+        rc = -errno;
+        goto free_p;
     }
-    pthread_mutex_init(&st.lock, NULL);
-    pthread_cond_init(&st.all_done, NULL);
-    int n = s->nlisteners;
+    if ((rc = -pthread_mutex_init(&st.lock, NULL)) < 0)
+        goto close_reap;
+    if ((rc = -pthread_cond_init(&st.all_done, NULL)) < 0)
+        goto destroy_lock;
+    int n = s->lis.n;
     for (int i = 0; i < n; i++)
-        p[i] = (struct pollfd){.fd = s->listeners[i], .events = POLLIN};
+        p[i] = (struct pollfd){.fd = s->lis.fd[i], .events = POLLIN};
     p[n] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
     p[n + 1] = (struct pollfd){.fd = st.reap_fd, .events = POLLIN};
+    p[n + 2] = (struct pollfd){.fd = s->posts.efd, .events = POLLIN};
+    sk__loop_enter(s, &st.home); /* server timers and posts run here */
 
-    int pause_ms = -1; /* after an accept error: wait before polling the listeners again */
+    int64_t rest_until = -1; /* after an accept error: the listeners rest until then */
     while (!sk__stopping(s)) {
-        int ready = poll(p, (nfds_t)n + 2, pause_ms);
+        int pause_ms = sk__remaining(rest_until);
+        /* The server's timers run here, in the thread of sk_server_run(). */
+        struct sk__timers *timers = sk__server_timers(s);
+        int next = timers ? sk__timers_next(timers, sk__now_ms()) : -1;
+        int ready = poll(p, (nfds_t)n + 3, next >= 0 && (next < pause_ms || pause_ms < 0) ?
+                                               next : pause_ms);
         if (ready < 0 && errno != EINTR) {
+            /* The threads stop only when told: stop them all, then report. */
             rc = -errno;
+            sk__server_stop(s);
             break;
         }
+        if ((timers = sk__server_timers(s)))
+            sk__timers_run(timers, sk__now_ms());
         if (p[n + 1].revents)
             pt_reap(&st);
-        for (int i = 0; i < n; i++)
-            p[i].fd = s->listeners[i]; /* back after a pause */
-        pause_ms = -1;
+        if (p[n + 2].revents) /* posted to the server */
+            sk__posts_run(&s->posts, s);
+        /* The rest is over (a timer or a finished thread may wake the loop before). */
+        if (rest_until >= 0 && sk__remaining(rest_until) == 0) {
+            for (int i = 0; i < n; i++)
+                p[i].fd = s->lis.fd[i]; /* back after a pause */
+            rest_until = -1;
+        }
         for (int i = 0; i < n && ready > 0; i++) {
             if (!(p[i].revents & POLLIN))
                 continue;
             int fd;
             sk_addr peer;
-            while ((fd = sk__server_accept_fd(s, s->listeners[i], &s->ctr, &peer)) > 0)
+            while ((fd = sk__accept_fd(s, s->lis.fd[i], &s->reg.ctr, &peer)) > 0)
                 pt_spawn(&st, fd, &peer);
             if (fd < 0) { /* no descriptor even for refusing: rest the listeners */
                 for (int k = 0; k < n; k++)
                     p[k].fd = -1;
-                pause_ms = 100;
+                rest_until = sk__deadline(100);
             }
         }
     }
+    sk__loop_enter(NULL, NULL);
     /* Stopping: every thread sees the stop descriptor and drains its connection. */
     pthread_mutex_lock(&st.lock);
     while (st.live > 0)
@@ -195,15 +260,18 @@ static int pt_run(sk_server *s)
     pthread_mutex_unlock(&st.lock);
     pt_reap(&st);
     pthread_cond_destroy(&st.all_done);
+destroy_lock:
     pthread_mutex_destroy(&st.lock);
+close_reap:
     close(st.reap_fd);
+free_p:
     free(p);
     return rc;
 }
 
-const sk_backend sk__backend_pthread = {
+const struct sk__backend sk__backend_pthread = {.ops = {
     .name = "pthread",
     .summary = "a thread per connection",
     .run = pt_run,
     .broadcast = NULL, /* the registry, each connection under its own mutex */
-};
+}, .caps = SK__CAP_LOOP};

@@ -70,3 +70,15 @@ bool sk__next_msg(struct buf *b, struct msg_head *h, char **payload)
     return true;
 }
 
+
+bool sk__buf_put_msg(struct buf *b, uint32_t type, const void *data, size_t len)
+{
+    struct msg_head h = {.type = type, .len = (uint32_t)len};
+    if (!sk__buf_reserve(b, sizeof(h) + len))
+        return false;
+    memcpy(b->p + b->off + b->len, &h, sizeof(h));
+    if (len)
+        memcpy(b->p + b->off + b->len + sizeof(h), data, len);
+    b->len += sizeof(h) + len;
+    return true;
+}

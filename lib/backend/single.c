@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* One connection served by the calling thread with poll(): the loop of the
- * pthread backend's threads and of the fork backend's children.
+/* A small loop run by the calling thread with poll(): the loop of the
+ * pthread backend's threads and of the fork backend's children. It serves the
+ * connection it was made for and the outbound connections their callbacks
+ * open (a proxy pair), its own timers and its posts, until none is left.
  *
- * Parking (fork children only): a poll() before every read costs a third
+ * Parking (fork children only, while the loop serves one accepted
+ * connection alone): a poll() before every read costs a third
  * system call per message beside read and send, where the textbook child
  * blocks in read. So while the connection has nothing queued, its idle timer
  * is whole (it has just read, or there is no idle timeout), and nothing is
@@ -15,18 +18,24 @@
  * interrupts the recv() (EINTR: a receive timeout is set, so even with
  * SA_RESTART); one that lands before the recv() has begun shortens the
  * timeout to a tick instead. After any return but data, the loop polls once,
- * as it would without parking; so it does, at the latest, after 1 s parked. */
+ * as it would without parking; so it does, at the latest, after 1 s parked.
+ *
+ * The loop's timers are on c->owner->timers (the caller makes the heap): they
+ * give poll() its timeout. The receive timeout of a park is counted from the
+ * last read, as the idle timeout is, whatever the idle timer's place in the
+ * heap: that one is moved only when it fires. While a timer of the
+ * program's (sk_conn_timer) is armed, the child does not park: it polls, with
+ * the heap's next due time as the timeout, so the timer fires on time. */
 #include "../server_internal.h"
+#include "../transport.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-
-#define lock_conn(c) ((c)->lock ? (void)pthread_mutex_lock((c)->lock) : (void)0)
-#define unlock_conn(c) ((c)->lock ? (void)pthread_mutex_unlock((c)->lock) : (void)0)
 
 /* A process parks one connection at a time: the one the handler may wake. */
 static volatile sig_atomic_t parked_fd = -1;
@@ -71,7 +80,7 @@ int sk__park_install(void)
 
 static int park_timeout(const sk_conn *c)
 {
-    int idle = c->srv->cfg.idle_ms;
+    int idle = c->cfg->idle_ms;
     return idle > 0 && idle < PARK_MAX_MS ? idle : PARK_MAX_MS;
 }
 
@@ -92,7 +101,14 @@ static struct sk__park *park_begin(sk_conn *c, struct sk__park *park)
  * connection has just read (its clock ticks in ms: a tick may have passed). */
 static bool whole_idle_timer(const sk_conn *c)
 {
-    return !c->srv->cfg.idle_ms || c->owner->now - c->last_read <= 1;
+    return !c->cfg->idle_ms || c->owner->now - c->last_read <= 1;
+}
+
+/* No timer of the program's is armed on the loop (whose heap holds this one
+ * connection's timers): a park, up to a second long, would make it late. */
+static bool no_user_timer(const sk_conn *c)
+{
+    return c->owner->timers->n <= (sk__timer_armed(&c->timer) ? 1u : 0u);
 }
 
 /* Block in recv() unless something was posted since seen: what it returned
@@ -102,11 +118,8 @@ static ssize_t park_recv(sk_conn *c, struct sk__park *park, unsigned seen, char 
     ssize_t n = -EALREADY;
     parked_fd = c->fd;
     __atomic_store_n(park->parked, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(park->posted, __ATOMIC_SEQ_CST) == seen) {
-        n = recv(c->fd, buf, cap - 1, 0);
-        if (n < 0)
-            n = -errno;
-    }
+    if (__atomic_load_n(park->posted, __ATOMIC_SEQ_CST) == seen)
+        n = c->tp->read(c, buf, cap - 1, true);
     __atomic_store_n(park->parked, 0, __ATOMIC_RELEASE);
     parked_fd = -1;
     if (shortened) {
@@ -116,80 +129,261 @@ static ssize_t park_recv(sk_conn *c, struct sk__park *park, unsigned seen, char 
     return n;
 }
 
-void sk__serve_one(sk_conn *c, int extra_fd, void (*on_extra)(sk_conn *c, void *arg), void *arg,
-                   struct sk__park *park)
+/* An outbound connection opened by one of the loop's callbacks: served here. */
+static int single_dial(struct sk__owner *owner, struct sk__dial *d, sk_conn **conn)
 {
-    sk_server *s = c->srv;
+    struct sk__single *l = (struct sk__single *)owner;
+    sk_conn *c = sk__conn_dial(l->s, sizeof(sk_conn), owner, d);
+    if (!c)
+        return -ENOMEM;
+    if (sk__single_add(l, c) < 0) {
+        sk__conn_free(c); /* never seen by the program */
+        return -ENOMEM;
+    }
+    if (conn)
+        *conn = c;
+    return 0;
+}
+
+/* Its socket is polled from the next turn on: nothing to do. */
+static void single_watch(struct sk__owner *owner, sk_conn *c)
+{
+    (void)owner;
+    (void)c;
+}
+
+/* A post from another thread: a parked loop is woken as the parent wakes it. */
+static void single_wake(void *arg)
+{
+    struct sk__single *l = arg;
+    struct sk__park *park = __atomic_load_n(&l->park, __ATOMIC_ACQUIRE);
+    if (!park)
+        return;
+    __atomic_add_fetch(park->posted, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(park->parked, __ATOMIC_SEQ_CST))
+        pthread_kill(l->thread, SK__PARK_SIGNAL);
+}
+
+int sk__single_init(struct sk__single *l, sk_server *s)
+{
+    *l = (struct sk__single){.s = s, .extra_fd = -1};
+    sk__timers_init(&l->timers);
+    l->owner.timers = &l->timers;
+    l->owner.now = sk__now_ms();
+    l->owner.dial = single_dial;
+    l->owner.watch = single_watch;
+    int rc = sk__posts_open(&l->posts, -1);
+    if (rc < 0)
+        return rc;
+    l->posts_open = true;
+    l->posts.wake = single_wake;
+    l->posts.wake_arg = l;
+    l->owner.posts = &l->posts;
+    return 0;
+}
+
+void sk__single_destroy(struct sk__single *l)
+{
+    if (l->posts_open) /* what is left runs: its connections are gone */
+        sk__posts_close(&l->posts, l->s, true);
+    l->posts_open = false;
+    sk__timers_free(&l->timers);
+    free(l->conns);
+    l->conns = NULL;
+}
+
+int sk__single_add(struct sk__single *l, sk_conn *c)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 2;
+        sk_conn **more = realloc(l->conns, (size_t)cap * sizeof(*more));
+        if (!more)
+            return -ENOMEM;
+        l->conns = more;
+        l->cap = cap;
+    }
+    l->conns[l->n++] = c;
+    return 0;
+}
+
+/* The connection at i is finished: freed, and out of the list (order kept). */
+static void single_remove(struct sk__single *l, int i)
+{
+    sk__conn_free(l->conns[i]);
+    memmove(&l->conns[i], &l->conns[i + 1], (size_t)(l->n - i - 1) * sizeof(*l->conns));
+    l->n--;
+}
+
+/* Settle every connection; true while any is left. A callback run by a
+ * settle (on_close, on_drain) may close a connection settled before it (a
+ * proxy closes its client when the upstream closes): while a pass ran one,
+ * or removed a connection, settle again, or that close would wait for the
+ * next event on its socket. (Each pass that goes again has closed or removed
+ * one, or run an on_drain that was owed: it ends.) */
+static bool single_settle(struct sk__single *l)
+{
+    bool again = true;
+    while (again) {
+        again = false;
+        for (int i = 0; i < l->n;) {
+            sk_conn *c = l->conns[i];
+            bool was_open = c->state == SK__OPEN, drain = c->drain_due;
+            if (sk__conn_settle(c)) {
+                single_remove(l, i);
+                again = true;
+                continue;
+            }
+            again |= (was_open && c->state != SK__OPEN) || (drain && !c->drain_due);
+            i++;
+        }
+    }
+    return l->n > 0;
+}
+
+/* Park only while one accepted connection is served alone, nothing is
+ * queued for it, its idle timer is whole, and no timer of the program's
+ * or post waits. */
+static bool can_park(struct sk__single *l, bool held)
+{
+    sk_conn *c = l->conns[0];
+    if (!l->park || l->n != 1 || c->outbound || held || !sk__conn_takes_input(c))
+        return false;
+    sk__conn_lock(c);
+    bool want_write = sk__conn_wants_write(c);
+    sk__conn_unlock(c);
+    return !want_write && whole_idle_timer(c) && no_user_timer(c) && !sk__posts_waiting(&l->posts);
+}
+
+void sk__single_run(struct sk__single *l)
+{
+    sk_server *s = l->s;
+    struct sk__owner *o = &l->owner;
     char *buf = malloc(SK__SCRATCH + 1);
+    struct pollfd *p = NULL;
+    int pcap = 0;
+    struct sk__park *park = NULL;
     /* Not equal to *posted: the first wait polls, taking in what the relay holds. */
-    unsigned seen = park ? __atomic_load_n(park->posted, __ATOMIC_ACQUIRE) - 1 : 0;
+    unsigned seen = l->park ? __atomic_load_n(l->park->posted, __ATOMIC_ACQUIRE) - 1 : 0;
 
-    c->owner->now = sk__now_ms();
-    if (!buf)
-        sk__conn_request_close(c, SK_CLOSE_ERROR);
-    else
-        sk__conn_open(c);
-    park = park_begin(c, park);
+    l->thread = pthread_self();
+    sk__loop_enter(s, o);
+    o->now = sk__now_ms();
+    for (int i = 0, n = l->n; i < n; i++) {
+        if (!buf)
+            sk__conn_request_close(l->conns[i], SK_CLOSE_ERROR);
+        else if (!l->conns[i]->outbound) /* an outbound one opens once connected */
+            sk__conn_open(l->conns[i]);
+    }
+    if (l->n == 1 && !l->conns[0]->outbound)
+        park = park_begin(l->conns[0], l->park);
+    __atomic_store_n(&l->park, park, __ATOMIC_RELEASE);
     for (;;) {
-        c->owner->now = sk__now_ms();
-        if (sk__conn_settle(c))
+        o->now = sk__now_ms();
+        sk__timers_run(o->timers, o->now);
+        if (!single_settle(l))
             break;
-        bool open = sk__conn_reading(c);
-        lock_conn(c);
-        bool want_write = sk__conn_wants_write(c);
-        unlock_conn(c);
-
-        if (park && open && !want_write && whole_idle_timer(c)) {
-            ssize_t n = park_recv(c, park, seen, buf, SK__SCRATCH + 1);
-            if (n != -EALREADY) {
-                c->owner->now = sk__now_ms();
-                sk__conn_got(c, buf, n);
-                if (n >= 0 || (n != -EINTR && n != -EAGAIN))
+        if (park && (l->n > 1 || l->conns[0]->outbound)) { /* a pair: never parked again */
+            park = NULL;
+            __atomic_store_n(&l->park, park, __ATOMIC_RELEASE);
+        }
+        int n = l->n;
+        sk_conn *c0 = l->conns[0];
+        bool held = false, any_open = false;
+        for (int i = 0; i < n; i++) {
+            held |= sk__conn_takes_input(l->conns[i]) && sk__tp_pending(l->conns[i]);
+            any_open |= sk__conn_reading(l->conns[i]);
+        }
+        if (park && can_park(l, held)) {
+            ssize_t got = park_recv(c0, park, seen, buf, SK__SCRATCH + 1);
+            if (got != -EALREADY) {
+                o->now = sk__now_ms();
+                sk__conn_got(c0, buf, got);
+                if (got >= 0 || (got != -EINTR && got != -EAGAIN))
                     continue;
                 /* A wake-up, a timeout or a stray signal: look at everything. */
-                open = sk__conn_reading(c);
             }
         }
 
-        struct pollfd p[3] = {{.fd = c->fd, .events = (short)((open ? POLLIN : 0) |
-                                                             (want_write ? POLLOUT : 0))}};
-        nfds_t n = 1;
+        if (pcap < n + 3) {
+            struct pollfd *more = realloc(p, (size_t)(n + 3) * sizeof(*p));
+            if (!more) {
+                for (int i = 0; i < n; i++)
+                    sk__conn_request_close(l->conns[i], SK_CLOSE_ERROR);
+                continue;
+            }
+            p = more;
+            pcap = n + 3;
+        }
+        for (int i = 0; i < n; i++) {
+            sk_conn *c = l->conns[i];
+            bool take = sk__conn_takes_input(c);
+            sk__conn_lock(c);
+            bool want_write = sk__conn_wants_write(c);
+            sk__conn_unlock(c);
+            /* Paused with nothing to write: not polled at all, or a hang-up
+             * would be reported at once, again and again; it is read after
+             * the resume. */
+            bool idle_fd = (!take && sk__conn_reading(c) && !want_write) || c->fd < 0;
+            p[i] = (struct pollfd){.fd = idle_fd ? -1 : c->fd,
+                                   .events = (short)((take ? POLLIN : 0) | (want_write ? POLLOUT : 0))};
+        }
+        nfds_t np = (nfds_t)n;
         int stop_at = -1, extra_at = -1;
-        if (open) { /* once closing, the stop has nothing more to say */
-            stop_at = (int)n;
-            p[n++] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
+        if (any_open) { /* once all are closing, the stop has nothing more to say */
+            stop_at = (int)np;
+            p[np++] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
         }
-        if (extra_fd >= 0) {
-            extra_at = (int)n;
-            p[n++] = (struct pollfd){.fd = extra_fd, .events = POLLIN};
+        if (l->extra_fd >= 0) {
+            extra_at = (int)np;
+            p[np++] = (struct pollfd){.fd = l->extra_fd, .events = POLLIN};
         }
+        int posts_at = (int)np;
+        p[np++] = (struct pollfd){.fd = l->posts.efd, .events = POLLIN};
         unsigned posted = park ? __atomic_load_n(park->posted, __ATOMIC_SEQ_CST) : 0;
-        int rc = poll(p, n, sk__conn_timeout(c));
+        int rc = poll(p, np, held ? 0 : sk__timers_next(o->timers, o->now));
         if (rc < 0) {
             if (errno != EINTR)
-                sk__conn_request_close(c, SK_CLOSE_ERROR);
+                for (int i = 0; i < n; i++)
+                    sk__conn_request_close(l->conns[i], SK_CLOSE_ERROR);
             continue;
         }
-        c->owner->now = sk__now_ms();
+        o->now = sk__now_ms();
         /* The stop descriptor may be shared with other processes (fork), the
          * flag is not: record what the descriptor says; settle does the rest. */
         if (stop_at >= 0 && p[stop_at].revents)
-            __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+            sk__server_note_stop(s);
         /* Nothing in the relay after the load: all posted before it is taken in. */
         if (extra_at >= 0 && !p[extra_at].revents)
             seen = posted;
-        short ev = p[0].revents;
-        if ((ev & (POLLIN | POLLHUP | POLLERR)) && open)
-            sk__conn_input(c, buf, SK__SCRATCH + 1, false, false);
-        if (ev & (POLLOUT | POLLERR | POLLHUP)) {
-            lock_conn(c);
-            if (sk__conn_wants_write(c))
-                sk__conn_flush(c);
-            unlock_conn(c);
+        /* The connections polled (callbacks may add more: they wait a turn). */
+        for (int i = 0; i < n; i++) {
+            sk_conn *c = l->conns[i];
+            short ev = p[i].revents;
+            if (c->connecting) {
+                if (ev & (POLLOUT | POLLERR | POLLHUP))
+                    sk__conn_connected(c);
+                if (c->connecting)
+                    continue;
+            }
+            if (((ev & (POLLIN | POLLHUP | POLLERR)) || sk__tp_pending(c)) &&
+                sk__conn_takes_input(c))
+                sk__conn_input(c, buf, SK__SCRATCH + 1, 1, false);
+            if (ev & (POLLOUT | POLLERR | POLLHUP)) {
+                sk__conn_lock(c);
+                if (sk__conn_wants_write(c))
+                    sk__conn_flush(c);
+                sk__conn_unlock(c);
+            }
         }
         if (extra_at >= 0 && p[extra_at].revents)
-            on_extra(c, arg);
+            l->on_extra(l, l->arg);
+        if (p[posts_at].revents || sk__posts_waiting(&l->posts))
+            sk__posts_run(&l->posts, s);
     }
-    sk__conn_free(c);
+    /* Posts made while its connections were open run here, with conn NULL:
+     * none is made to them after (their ids are gone). */
+    sk__posts_run(&l->posts, s);
+    sk__loop_enter(NULL, NULL);
+    free(p);
     free(buf);
 }

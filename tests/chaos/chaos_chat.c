@@ -19,15 +19,16 @@
  *
  * The oracle: two witness clients stay connected throughout. Every 64 actions
  * and after every program, witness A says a fresh line and B must receive
- * exactly "A's NAME: LINE" within 5 s. Neither may ever receive a NUL byte, a
- * line longer than the server can send, or a line that is neither "* ..." nor
- * "NAME: ...". After every program, once the chaos clients are closed, the
- * server's descriptors, threads and child processes must come back to what
- * they were with the witnesses alone (+4 descriptors, +4 threads), and /who
- * must list exactly the two witnesses. At the end, SIGTERM: each witness gets
- * the goodbye line, then end of file; the server exits 0 with nothing on
- * stderr (so a valgrind or sanitizer report fails the test) and leaves no
- * process behind. Every wait is bounded.
+ * exactly "A's NAME: LINE" within 5 s. Neither may ever receive a control
+ * byte but "\n" (the server escapes them), a line longer than the server can
+ * send, or a line that is neither "* ..." nor "NAME: ...". After every
+ * program, once the chaos clients are closed, the server's descriptors,
+ * threads and child processes must come back to what they were with the
+ * witnesses alone (+4 descriptors, +4 threads), and /who must list exactly
+ * the two witnesses. At the end, SIGTERM: each witness gets the goodbye
+ * line, then end of file; the server exits 0 with nothing on stderr (so a
+ * valgrind or sanitizer report fails the test) and leaves no process behind.
+ * Every wait is bounded.
  *
  * Built with -DCHAOS_LIBFUZZER (meson -Dfuzzing=true), the same file is a
  * libFuzzer target: the server named by $SK_CHAOS_SERVER runs on
@@ -64,7 +65,8 @@ enum {
     PAUSE_BUDGET_MS = 200, /* of pauses, in one program */
     PROGRAM_MAX = 2048,    /* bytes of a random program */
     FILE_MAX = 65536,      /* bytes read of a corpus file */
-    SERVER_LINE_MAX = 1024 /* longest line the server sends: a name (64), a line (511) */
+    SERVER_LINE_MAX = 2048 /* longest line the server sends: a name (64), ": ", a line
+                              (511 bytes, each escaped to at most 3) */
 };
 
 enum action {
@@ -560,8 +562,11 @@ static void witness_readable(struct chaos *ch, struct witness *w)
         if (n <= 0)
             fail(ch, "the server closed witness %s (%s)", w->role,
                  n ? strerror(errno) : "end of file");
-        if (memchr(w->buf + w->len, '\0', (size_t)n))
-            fail(ch, "witness %s received a NUL byte", w->role);
+        for (ssize_t i = 0; i < n; i++) {
+            unsigned char b = (unsigned char)w->buf[w->len + (size_t)i];
+            if ((b < 0x20 && b != '\n') || b == 0x7f)
+                fail(ch, "witness %s received the control byte 0x%02x", w->role, b);
+        }
         w->len += (size_t)n;
         char *line = w->buf, *nl;
         while ((nl = memchr(line, '\n', w->len - (size_t)(line - w->buf)))) {

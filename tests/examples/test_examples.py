@@ -4,18 +4,22 @@
 against real third-party clients (socat, nc from netcat-openbsd) and sk-chat.
 
     test_examples.py TEST [BACKEND] --echo PATH --upper PATH --chat-server PATH
-                     --chat PATH --project-version X.Y.Z
+                     --chat PATH --proxy PATH --project-version X.Y.Z
 
-TEST is echo, upper or chat (on BACKEND), peer (sk-chat to sk-chat) or errors.
+TEST is echo, upper, chat, chat-lines or chat-names (on BACKEND), peer (sk-chat to
+sk-chat), peer-escapes (what sk-chat prints) or errors. sk-proxy's own tests are in
+test_proxy.py.
 Loopback and ephemeral ports only; every wait is bounded; every process a test
 starts is stopped by it (and killed, with its process group, if it fails).
 """
 import argparse
 import os
+import random
 import re
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -69,11 +73,17 @@ class Proc:
         with self.cv:
             return self.out.decode('latin-1')
 
-    def expect(self, pattern, timeout=WAIT):
-        """Wait for an output line matching pattern; its match object."""
+    def mark(self):
+        """The number of output lines so far, for expect(since=...)."""
+        with self.cv:
+            return len(self.lines)
+
+    def expect(self, pattern, timeout=WAIT, since=0):
+        """Wait for an output line matching pattern, from line number since on;
+        its match object."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         with self.cv:
             while True:
                 for line in self.lines[seen:]:
@@ -185,25 +195,26 @@ def transfer(binary, backend, transform):
 
 # ---- chat: three clients, nicks, /who, an over-long line, a client that never reads --
 
+def join(people, name, argv):
+    """Start a chat client, wait for its welcome and its /nick NAME, seen by all."""
+    c = Proc(argv)
+    addr = c.expect(r'^\* welcome, (127\.0\.0\.1:\d+);').group(1)
+    for other in people.values():
+        other.expect(rf'^\* {re.escape(addr)} joined$')
+    c.send(f'/nick {name}\n')
+    people[name] = c
+    for who in people.values():
+        who.expect(rf'^\* {re.escape(addr)} is now {name}$')
+    return c
+
+
 def chat(args, backend):
     srv = Server(args.chat_server, '--max-line', '8192', '--max-output', '65536',
                  backend=backend)
     people = {}
-
-    def join(name, argv):
-        c = Proc(argv)
-        addr = c.expect(r'^\* welcome, (127\.0\.0\.1:\d+);').group(1)
-        for other in people.values():
-            other.expect(rf'^\* {re.escape(addr)} joined$')
-        c.send(f'/nick {name}\n')
-        people[name] = c
-        for who in people.values():
-            who.expect(rf'^\* {re.escape(addr)} is now {name}$')
-        return c
-
-    alice = join('alice', [args.chat, '--connect', srv.addr])
-    bob = join('bob', ['nc', '-N', '127.0.0.1', srv.port])
-    carol = join('carol', ['socat', '-t', '2', '-', f'TCP:{srv.addr}'])
+    alice = join(people, 'alice', [args.chat, '--connect', srv.addr])
+    bob = join(people, 'bob', ['nc', '-N', '127.0.0.1', srv.port])
+    carol = join(people, 'carol', ['socat', '-t', '2', '-', f'TCP:{srv.addr}'])
     ok(f'chat on {backend}: sk-chat, nc and socat joined; joins and nicks announced')
 
     bob.send('hello from bob\n')
@@ -268,6 +279,111 @@ def chat(args, backend):
     ok(f'chat on {backend}: /quit and end of input leave; the server stops cleanly')
 
 
+# ---- chat: nobody speaks with the server's voice, passes for an address or another --
+
+def shown(text):
+    """Text as Proc.lines holds it: its UTF-8 bytes read as latin-1."""
+    return text.encode().decode('latin-1')
+
+
+def check_inert(who, out):
+    """Nothing in out acts on a terminal: no control byte but '\\n', valid UTF-8
+    and no C1 control (U+0080 to U+009F)."""
+    bad = bytes(b for b in out if (b < 0x20 and b != 0x0a) or b == 0x7f)
+    check(not bad, f'{who} received control bytes {bad[:20]!r}')
+    try:
+        text = out.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise AssertionError(f'{who} received invalid UTF-8: {e}') from None
+    check(not re.search('[\x80-\x9f]', text), f'{who} received a C1 control')
+
+
+def forgery_room(args, backend):
+    """A chat server with mallory and bob (nc) and carol (socat) in its room."""
+    srv = Server(args.chat_server, backend=backend)
+    people = {}
+    mallory = join(people, 'mallory', ['nc', '-N', '127.0.0.1', srv.port])
+    bob = join(people, 'bob', ['nc', '-N', '127.0.0.1', srv.port])
+    carol = join(people, 'carol', ['socat', '-t', '2', '-', f'TCP:{srv.addr}'])
+    return srv, people, mallory, bob, carol
+
+
+def leave_room(srv, people):
+    """Everyone leaves (end of input), then the server stops."""
+    for c in people.values():
+        c.close_stdin()
+        c.wait()
+    srv.stop()
+
+
+def chat_lines(args, backend):
+    srv, people, mallory, bob, carol = forgery_room(args, backend)
+    forged = {
+        b'hello\r* the server is stopping; goodbye\x1b[K':
+            'hello^M* the server is stopping; goodbye^[[K',
+        # a title, a C1 CSI, a byte never in UTF-8 and a surrogate; UTF-8 text; tab; DEL
+        b'\x1b]0;owned\x07 \xc2\x9b2J \xff\xed\xa0\x80 caf\xc3\xa9 \xe6\x97\xa5\tok\x7f':
+            '^[]0;owned^G \ufffd\ufffd2J \ufffd\ufffd\ufffd\ufffd café 日 ok^?',
+    }
+    for line, text in forged.items():
+        mallory.send(line + b'\n')
+        for c in (bob, carol):
+            c.expect(f'^{re.escape(shown("mallory: " + text))}$')
+    for c in (mallory, bob, carol):
+        check_inert(c.name(), bytes(c.out))
+    ok(f'chat on {backend}: controls in a line arrive as ^X, C1 and bad UTF-8 as U+FFFD,'
+       ' UTF-8 text as is')
+    leave_room(srv, people)
+
+
+def chat_names(args, backend):
+    srv, people, mallory, bob, carol = forgery_room(args, backend)
+    renames = len(bob.matching('( is now )'))
+    refused = {
+        b'\x1b[31mroot\r* server': 'control',
+        b'bo\x07b': 'control',
+        b'caf\xc3': 'UTF-8',
+        b'caf\xc2\x85': 'control',
+        b'127.0.0.1:1': "':'",
+        b'[::1]:5': "':'",
+        b'unix:/tmp/x': "':'",
+        b'* server': 'space',
+        b'*server': "'*'",
+        b'bob': 'taken',
+        b'BoB': 'taken',
+    }
+    for name, why in refused.items():
+        mark = mallory.mark()
+        mallory.send(b'/nick ' + name + b'\n')
+        mallory.expect(rf'^\* a name .*{re.escape(why)}', since=mark)
+    mark = bob.mark()
+    bob.send('/who\n')
+    bob.expect(r'^\* 3 in the room$', since=mark)
+    names = sorted(bob.matching(r'^\* here: (.*)$'))
+    check(names == ['bob', 'carol', 'mallory'], f'/who listed {names}')
+    check(len(bob.matching('( is now )')) == renames, 'a refused name was announced')
+    ok(f'chat on {backend}: names with controls, bad UTF-8, spaces, ":", a leading "*"'
+       ' or in use (any ASCII case) are refused')
+
+    for old, new in (('mallory', 'MALLORY'), ('MALLORY', 'zoë'), ('zoë', '日本')):
+        mallory.send(f'/nick {new}\n')
+        for c in people.values():
+            c.expect(f'^{re.escape(shown(f"* {old} is now {new}"))}$')
+    mallory.send('こんにちは\n')
+    for c in (bob, carol):
+        c.expect(f'^{re.escape(shown("日本: こんにちは"))}$')
+    mark = carol.mark()
+    carol.send('/who\n')
+    carol.expect(r'^\* 3 in the room$', since=mark)
+    names = sorted(carol.matching(r'^\* here: (.*)$')[-3:])
+    check(names == sorted(['bob', 'carol', shown('日本')]), f'/who listed {names}')
+    for c in people.values():
+        check_inert(c.name(), bytes(c.out))
+    ok(f'chat on {backend}: a new case of one\'s own name and UTF-8 names are taken, shown'
+       ' as is')
+    leave_room(srv, people)
+
+
 # ---- sk-chat to sk-chat, and sk-chat as a scripted client ------------------------
 
 def peer(args):
@@ -278,27 +394,57 @@ def peer(args):
     a.expect(r'^hello from b$')
     a.send('hello from a\n')
     b.expect(r'^hello from a$')
-    data = os.urandom(1 << 20)
+    data = random_text(1 << 20)
     b.send(data)
     b.close_stdin()  # b: send the rest, shut down; a: end of file, exit; b: exit
     check(a.wait() == 0 and b.wait() == 0, f'exit {a.p.returncode}, {b.p.returncode}')
     check(bytes(a.out).split(b'\n', 1)[1] == b'hello from b\n' + data,
           'the listening side did not get every byte')
     check(bytes(b.out) == b'hello from a\n', f'the connecting side got {bytes(b.out)[:80]!r}')
-    ok('sk-chat --listen and --connect: lines both ways, then 1 MiB from a pipe, exact;'
-       ' both exit 0')
+    ok('sk-chat --listen and --connect: lines both ways, then 1 MiB of text from a pipe,'
+       ' exact; both exit 0')
 
     srv = Server(args.echo)
     got = run([args.chat, '--connect', srv.addr], data)
     check(got == data, 'sk-chat through sk-echo-server: the bytes differ')
+    noise = os.urandom(1 << 20)
+    got = run([args.chat, '--connect', srv.addr], noise)
+    check_inert('sk-chat', got)
+    check(got.count(b'\n') == noise.count(b'\n'), 'sk-chat: the lines of random bytes differ')
     srv.stop()
-    ok('sk-chat as a client: stdin from a pipe, all of it echoed, exit when the server closes')
+    ok('sk-chat as a client: text from a pipe, all of it echoed, exit when the server closes;'
+       ' random bytes echoed print inert, line for line')
 
     p = Proc([args.chat, '--connect', f'127.0.0.1:{free_port()}'])
     check(p.wait() == 1 and b'cannot connect to' in p.err, f'refused: {p.err!r}')
     p = Proc([args.chat, '--bogus'])
     check(p.wait() == 2 and b'usage:' in p.err, f'bad option: {p.err!r}')
     ok('sk-chat: a refused connection and a bad option are reported')
+
+
+def random_text(size):
+    """About size bytes of lines of printable ASCII and UTF-8: what sk-chat prints as is."""
+    chars = string.printable[:95] + 'ëé€ß日本語😀' + '\n'  # a line every ~100 characters
+    return ''.join(random.choices(chars, k=size)).encode()
+
+
+def peer_escapes(args):
+    a = Proc([args.chat, '--listen', '127.0.0.1:0'])
+    m = a.expect(r'^listening on (127\.0\.0\.1):(\d+)$')
+    with socket.create_connection((m.group(1), int(m.group(2))), timeout=WAIT) as s:
+        s.sendall(b'\x1b[31mred\x1b[0m \x1b]0;title\x07 caf\xc3\xa9 \xc2\x9b2J \xe6\x97\xa5\r\n'
+                  b'second\x00line\n')
+        s.sendall(b'split \xe6\x97')  # a character cut in two reads, whole on the screen
+        time.sleep(0.2)
+        s.sendall(b'\xa5\xe6\x9c\xac done\nno newline, cut short at the end \xe6\x97')
+    check(a.wait() == 0, f'sk-chat exited with {a.p.returncode}: {a.err!r}')
+    got = bytes(a.out).split(b'\n', 1)[1]
+    want = ('^[[31mred^[[0m ^[]0;title^G café \ufffd\ufffd2J 日^M\nsecond^@line\n'
+            'split 日本 done\nno newline, cut short at the end \ufffd\ufffd').encode()
+    check(got == want, f'sk-chat printed {got!r}, not {want!r}')
+    check_inert('sk-chat', bytes(a.out))
+    ok('sk-chat prints what it receives with controls as ^X, C1 and bad UTF-8 as U+FFFD,'
+       ' UTF-8 text as is, lines kept')
 
 
 def kernel_send_buffer_max():
@@ -355,22 +501,33 @@ def errors(args):
     fails([args.chat_server, '--max-line', '0'], 2, '--max-line', 'usage: sk-chat-server')
     ok('bad options print usage and exit 2')
 
-    for binary in (args.echo, args.upper, args.chat_server):
+    err = fails([args.proxy], 2, '--to ADDR is needed', 'usage: sk-proxy', ' --to ADDR ')
+    ok(f'sk-proxy without --to: {err.splitlines()[0]}')
+    for bad in (['--to', 'nowhere'], ['--to', '*:80'], ['--to', '127.0.0.1:99999'],
+                ['--to', '127.0.0.1:1', '--max-buffer', '0'],
+                ['--to', '127.0.0.1:1', '--connect-timeout', 'soon']):
+        err = fails([args.proxy, *bad], 2, f"'{bad[-1]}'", 'usage: sk-proxy')
+    ok(f'sk-proxy with a bad --to or a bad number: {err.splitlines()[0]}')
+
+    for binary in (args.echo, args.upper, args.chat_server, args.proxy):
         out = run([binary, '--help'])
         check(out.startswith(b'usage: ' + os.path.basename(binary).encode()), out[:80])
         check(b'127.0.0.1:5188' in out, 'the default address is not in --help')
         version = run([binary, '--version'])
         check(args.project_version.encode() in version, version)
     check(b'--max-line' in run([args.chat_server, '--help']), 'chat: no --max-line in --help')
+    check(b'--connect-timeout' in run([args.proxy, '--help']), 'proxy: no --connect-timeout')
     check(run([args.chat, '--help']).startswith(b'usage: sk-chat'), 'sk-chat --help')
     ok('--help and --version')
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('test', choices=['echo', 'upper', 'chat', 'peer', 'errors'])
+    ap.add_argument('test', choices=['echo', 'upper', 'chat', 'chat-lines', 'chat-names',
+                                     'peer', 'peer-escapes', 'errors'])
     ap.add_argument('backend', nargs='?', default='epoll-et')
-    for option in ('--echo', '--upper', '--chat-server', '--chat', '--project-version'):
+    for option in ('--echo', '--upper', '--chat-server', '--chat', '--proxy',
+                   '--project-version'):
         ap.add_argument(option, required=True)
     args = ap.parse_args()
     for tool, package in (('socat', 'socat'), ('nc', 'netcat-openbsd')):
@@ -385,8 +542,14 @@ def main():
             transfer(args.upper, args.backend, bytes.upper)  # ASCII letters only
         elif args.test == 'chat':
             chat(args, args.backend)
+        elif args.test == 'chat-lines':
+            chat_lines(args, args.backend)
+        elif args.test == 'chat-names':
+            chat_names(args, args.backend)
         elif args.test == 'peer':
             peer(args)
+        elif args.test == 'peer-escapes':
+            peer_escapes(args)
         else:
             errors(args)
     finally:

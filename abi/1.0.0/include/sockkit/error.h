@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file error.h
+ * @brief Error codes and their text.
+ *
+ * Every libsockkit function that can fail returns a negative code: either a
+ * negated `errno` value (`-EADDRINUSE`, `-ETIMEDOUT`, ...) or one of the
+ * library's own codes below, which live in a band (`-3000` to `-3199`) that no
+ * `errno` value reaches. No function sets `errno` as part of its contract.
+ */
+#ifndef SOCKKIT_ERROR_H
+#define SOCKKIT_ERROR_H
+
+#include <sockkit/common.h>
+
+/** @name Name-resolution errors (from getaddrinfo's EAI_* codes)
+ * @{ */
+#define SK_EAI_AGAIN (-3001)      /**< Temporary failure in name resolution. @since 1.0 */
+#define SK_EAI_FAIL (-3002)       /**< Non-recoverable failure in name resolution. @since 1.0 */
+#define SK_EAI_NONAME (-3003)     /**< Host name unknown. @since 1.0 */
+#define SK_EAI_NODATA (-3004)     /**< Host name has no address of the wanted kind. @since 1.0 */
+#define SK_EAI_FAMILY (-3005)     /**< Address family not supported. @since 1.0 */
+#define SK_EAI_SERVICE (-3006)    /**< Service (port) not supported. @since 1.0 */
+#define SK_EAI_MEMORY (-3007)     /**< Out of memory while resolving. @since 1.0 */
+#define SK_EAI_OTHER (-3008)      /**< Any other resolver failure. @since 1.0 */
+/** @} */
+
+/** @name Library errors
+ * @{ */
+/** The address text is malformed: not `host:port`, `[ipv6]:port`, `*:port` or
+ *  `unix:/path`. @since 1.0 */
+#define SK_EADDR (-3100)
+/** The port is missing or is not a number from 0 to 65535. @since 1.0 */
+#define SK_EPORT (-3101)
+/** A line is longer than the configured maximum. @since 1.0 */
+#define SK_ETOOLONG (-3102)
+/** No backend of that name is registered. @since 1.0 */
+#define SK_EBACKEND (-3103)
+/** @} */
+
+SK_BEGIN_DECLS
+
+/**
+ * Describe an error code.
+ *
+ * @param err A code returned by a libsockkit function (negative), or 0.
+ *            Positive values are read as plain `errno` values.
+ * @return A static, thread-safe string; never NULL, for any int.
+ * @since 1.0
+ */
+SK_API const char *sk_strerror(int err);
+
+SK_END_DECLS
+
+#endif /* SOCKKIT_ERROR_H */

@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file server.h
+ * @brief A server: one handler API, the concurrency model chosen by name at run time.
+ *
+ * A complete echo server:
+ * @code
+ * static void echo(sk_conn *c, char *data, size_t len) { sk_conn_send(c, data, len); }
+ *
+ * int main(void)
+ * {
+ *     sk_server *s = sk_server_new("127.0.0.1:5188");
+ *     sk_server_on_data(s, echo);
+ *     return sk_server_run(s) < 0;
+ * }
+ * @endcode
+ *
+ * ## Backends and the threading rule of every callback
+ *
+ * | backend | where callbacks run | state shared between connections |
+ * |---|---|---|
+ * | `epoll-et` (default), `epoll-lt` | the reactor thread that owns the connection; with `workers` = N > 1, N reactor threads run at once | with one reactor: no locks needed; with N: lock it |
+ * | `pthread` | the connection's own thread; all connections' threads run at once | lock it |
+ * | `fork` | the connection's own child process | there is none: each child has a copy of memory as it was at accept; talk through sk_server_broadcast() and the connection names |
+ *
+ * The same rules hold on every backend:
+ * - The `sk_conn_*` functions are called only from that connection's own
+ *   callbacks (in its thread or process). A connection handle is never valid
+ *   after its @ref sk_close_fn returns.
+ * - sk_server_broadcast(), sk_server_conn_count(), sk_server_names() and
+ *   sk_server_stop() may be called from any callback of any connection;
+ *   sk_server_stop() also from any thread and from a signal handler.
+ * - Callbacks of one connection never run concurrently with each other.
+ * - A callback must not block for long: on `epoll-*` it holds up every
+ *   connection of its reactor.
+ *
+ * ## Life of a connection
+ * @ref sk_open_fn once, then @ref sk_data_fn for each read (or each line), then
+ * @ref sk_close_fn exactly once with the reason. When @ref sk_close_fn runs the
+ * socket is still open: what it sends is flushed before the close (bounded by
+ * the drain timeout), except after #SK_CLOSE_RESET, #SK_CLOSE_SLOW and
+ * #SK_CLOSE_ERROR, where output is discarded.
+ */
+#ifndef SOCKKIT_SERVER_H
+#define SOCKKIT_SERVER_H
+
+#include <sockkit/common.h>
+#include <sockkit/socket.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** A server: its configuration, listeners and connections. Opaque. @since 1.0 */
+typedef struct sk_server sk_server;
+
+/** One client connection of a server. Opaque. @since 1.0 */
+typedef struct sk_conn sk_conn;
+
+/**
+ * Why a connection was closed, as @ref sk_close_fn receives it.
+ * @since 1.0
+ */
+typedef enum sk_close_reason {
+    SK_CLOSE_PEER = 1,  /**< the peer closed its side (end of file); pending output is flushed */
+    SK_CLOSE_RESET,     /**< the peer reset the connection, or the socket failed */
+    SK_CLOSE_IDLE,      /**< nothing received for the idle timeout */
+    SK_CLOSE_SLOW,      /**< unsent output passed the cap: the peer does not read */
+    SK_CLOSE_TOO_LONG,  /**< a line longer than the maximum (line framing) */
+    SK_CLOSE_LOCAL,     /**< the handler called sk_conn_close() */
+    SK_CLOSE_STOP,      /**< the server is stopping */
+    SK_CLOSE_ERROR      /**< the library could not go on with it (out of memory) */
+} sk_close_reason;
+
+/** How the bytes of a connection are handed to @ref sk_data_fn. @since 1.0 */
+typedef enum sk_framing {
+    SK_FRAMING_RAW = 0, /**< whatever each read returned (the default) */
+    SK_FRAMING_LINES    /**< exactly one line per call, without its `\n` or `\r\n` */
+} sk_framing;
+
+/**
+ * A connection was accepted. May send (a greeting), set user data or a name,
+ * or close it.
+ * @param conn The new connection.
+ * @since 1.0
+ */
+typedef void (*sk_open_fn)(sk_conn *conn);
+
+/**
+ * Bytes arrived. The buffer belongs to the library: it may be modified in
+ * place (to transform and send it back without a copy) but is valid only
+ * during the call. `data[len]` is always a NUL byte, so text can be used as
+ * a C string (binary data may hold NUL bytes of its own).
+ * @param conn The connection.
+ * @param data The bytes (raw framing) or one line without its terminator (line framing).
+ * @param len  Their count; in line framing an empty line gives 0.
+ * @since 1.0
+ */
+typedef void (*sk_data_fn)(sk_conn *conn, char *data, size_t len);
+
+/**
+ * The connection is closing, for the reason given. Called exactly once. The
+ * connection may still send (last words; see the file comment) but nothing
+ * more will be received. @p conn is invalid once this returns.
+ * @param conn   The connection.
+ * @param reason Why.
+ * @since 1.0
+ */
+typedef void (*sk_close_fn)(sk_conn *conn, sk_close_reason reason);
+
+/**
+ * Receives the name of each live connection from sk_server_names().
+ * @param name The connection's name (see sk_conn_set_name()).
+ * @param arg  The caller's argument.
+ * @since 1.0
+ */
+typedef void (*sk_name_fn)(const char *name, void *arg);
+
+/**
+ * Counters of a server, read with sk_server_stats(); they add up over runs.
+ * On `fork` the children count into a shared page, so the parent sees all.
+ * @since 1.0
+ */
+typedef struct sk_stats {
+    unsigned long long accepted;     /**< connections accepted and served */
+    unsigned long long refused;      /**< connections accepted and closed at once: limit or no fd */
+    unsigned long long closed;       /**< connections closed */
+    unsigned long long bytes_in;     /**< bytes read from connections */
+    unsigned long long bytes_out;    /**< bytes written to connections */
+    unsigned long long reads;        /**< successful read calls on connections */
+    unsigned long long read_events;  /**< readiness events that led to reading */
+    unsigned long long buffered;     /**< bytes now waiting in output buffers */
+} sk_stats;
+
+SK_BEGIN_DECLS
+
+/**
+ * Create a server. Nothing is bound until sk_server_bind() or sk_server_run().
+ *
+ * Defaults: reuse #SK_REUSE_ADDR, backend `epoll-et`, 1 worker, 1024
+ * connections at most, no idle timeout, raw framing, 1 MiB of unsent output
+ * per connection, 5 s to drain at close, `TCP_NODELAY` on.
+ *
+ * @param address Where to listen (see addr.h), or NULL to add addresses with
+ *                sk_server_add_listen(). Checked when the server binds.
+ * @return The server, or NULL if memory ran out.
+ * @since 1.0
+ */
+SK_API sk_server *sk_server_new(const char *address);
+
+/**
+ * Stop (if running, from another thread), close the listeners, and free the
+ * server. Call it after sk_server_run() has returned, and once no other thread
+ * (or signal handler) can still be inside a call on it: a sk_server_stop()
+ * that made the run return may not have returned itself yet. NULL is ignored.
+ * @param server The server.
+ * @since 1.0
+ */
+SK_API void sk_server_free(sk_server *server);
+
+/**
+ * Listen on one more address.
+ * @param server  The server.
+ * @param address An address (see addr.h).
+ * @return 0; `-EINVAL` (NULL); `-ENOSPC` (8 addresses at most); `-EBUSY`
+ *         (already bound); `-ENOMEM`.
+ * @since 1.0
+ */
+SK_API int sk_server_add_listen(sk_server *server, const char *address);
+
+/**
+ * Set the reuse policy of the listeners (default #SK_REUSE_ADDR).
+ * @param server The server.
+ * @param reuse  The policy.
+ * @return 0, `-EINVAL`, or `-EBUSY` once bound.
+ * @since 1.0
+ */
+SK_API int sk_server_set_reuse(sk_server *server, sk_reuse reuse);
+
+/**
+ * Choose the backend by name: `epoll-et` (the default), `epoll-lt`,
+ * `pthread`, `fork`, or one registered with sk_backend_register().
+ * @param server The server.
+ * @param name   The backend's name.
+ * @return 0; #SK_EBACKEND for an unknown name (sk_backend_list() names the
+ *         valid ones); `-EINVAL`; `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_set_backend(sk_server *server, const char *name);
+
+/**
+ * Number of workers: on `epoll-*`, reactor threads (each with its own
+ * listener when the reuse policy includes #SK_REUSE_PORT, else sharing one);
+ * on `fork`, 0 means a process per connection and N > 0 a pool of N
+ * pre-forked processes; `pthread` ignores it (one thread per connection).
+ * @param server  The server.
+ * @param workers 0 to 256; 0 means the backend's default (1 reactor, or a
+ *                process per connection).
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_set_workers(sk_server *server, int workers);
+
+/**
+ * Most connections served at once (default 1024). A connection beyond it is
+ * refused: accepted and closed at once, so its client reads end of file
+ * before any data. The count recovers as connections close.
+ * @param server    The server.
+ * @param max_conns At least 1.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_set_max_conns(sk_server *server, int max_conns);
+
+/**
+ * Close a connection that has sent nothing for this long (#SK_CLOSE_IDLE).
+ * @param server  The server.
+ * @param idle_ms Milliseconds; 0 (the default) for no limit.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_set_idle_timeout(sk_server *server, int idle_ms);
+
+/**
+ * How a connection's bytes reach @ref sk_data_fn.
+ * @param server   The server.
+ * @param framing  #SK_FRAMING_RAW or #SK_FRAMING_LINES.
+ * @param max_line With #SK_FRAMING_LINES: the longest line accepted, its
+ *                 terminator included (1 to 16 MiB); a longer one closes that
+ *                 connection with #SK_CLOSE_TOO_LONG. Ignored for raw.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_set_framing(sk_server *server, sk_framing framing, size_t max_line);
+
+/**
+ * Most unsent output a connection may hold (default 1 MiB). A send beyond it
+ * closes that connection as a slow consumer (#SK_CLOSE_SLOW). The cap counts
+ * the library's own buffer only: the kernel's socket send buffer (up to
+ * `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default on Linux) fills first, so a
+ * peer that never reads is cut off after about that much plus the cap.
+ * @param server    The server.
+ * @param max_bytes At least 1.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_set_max_output(sk_server *server, size_t max_bytes);
+
+/**
+ * How long a closing connection (and the server, when stopping) may take to
+ * flush its output before it is closed anyway (default 5000 ms).
+ * @param server   The server.
+ * @param drain_ms Milliseconds, 0 or more.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_set_drain_timeout(sk_server *server, int drain_ms);
+
+/**
+ * Set `TCP_NODELAY` on accepted TCP connections (default on): small replies
+ * leave at once instead of waiting for the peer's acknowledgement.
+ * @param server The server.
+ * @param on     true to set it.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_set_nodelay(sk_server *server, bool on);
+
+/**
+ * Set an option by name, from text: for command lines and configuration files.
+ *
+ * | name | value | same as |
+ * |---|---|---|
+ * | `listen` | an address | sk_server_add_listen() |
+ * | `reuse` | `none`, `addr`, `port`, `addr+port` | sk_server_set_reuse() |
+ * | `backend` | a backend name | sk_server_set_backend() |
+ * | `workers` | 0 to 256 | sk_server_set_workers() |
+ * | `max-conns` | 1 or more | sk_server_set_max_conns() |
+ * | `idle-timeout` | milliseconds, 0 for none | sk_server_set_idle_timeout() |
+ * | `framing` | `raw`, `lines` | sk_server_set_framing() (the current `max-line`) |
+ * | `max-line` | bytes; also turns line framing on | sk_server_set_framing() |
+ * | `max-output` | bytes | sk_server_set_max_output() |
+ * | `drain-timeout` | milliseconds | sk_server_set_drain_timeout() |
+ * | `nodelay` | `on`, `off` | sk_server_set_nodelay() |
+ *
+ * Numbers are decimal, with nothing after them.
+ * @param server The server.
+ * @param name   The option's name.
+ * @param value  Its value as text.
+ * @return 0; `-ENOENT` (no such option); `-EINVAL` (a bad value); #SK_EBACKEND;
+ *         `-EBUSY`; what the setter returns.
+ * @since 1.0
+ */
+SK_API int sk_server_set_option(sk_server *server, const char *name, const char *value);
+
+/**
+ * Install a handler for a signal that stops the server, gracefully, as
+ * sk_server_stop() does (for `SIGINT` and `SIGTERM`, say). An explicit choice:
+ * the library installs no handler unless asked. The handler stays installed;
+ * sk_server_free() makes it stop nothing.
+ * @param server The server.
+ * @param signo  The signal (not `SIGKILL`, `SIGSTOP`).
+ * @return 0, or `-EINVAL`.
+ * @since 1.0
+ */
+SK_API int sk_server_stop_on_signal(sk_server *server, int signo);
+
+/**
+ * Set the connection-opened callback.
+ * @param server The server.
+ * @param fn     The callback, or NULL.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_on_open(sk_server *server, sk_open_fn fn);
+
+/**
+ * Set the data callback. Without one, received bytes are discarded.
+ * @param server The server.
+ * @param fn     The callback, or NULL.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_on_data(sk_server *server, sk_data_fn fn);
+
+/**
+ * Set the connection-closed callback.
+ * @param server The server.
+ * @param fn     The callback, or NULL.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.0
+ */
+SK_API int sk_server_on_close(sk_server *server, sk_close_fn fn);
+
+/**
+ * Attach a pointer for the handler (sk_server_data() returns it).
+ * @param server The server.
+ * @param data   Anything.
+ * @since 1.0
+ */
+SK_API void sk_server_set_data(sk_server *server, void *data);
+
+/**
+ * The pointer given to sk_server_set_data().
+ * @param server The server.
+ * @return The pointer, or NULL.
+ * @since 1.0
+ */
+SK_API void *sk_server_data(const sk_server *server);
+
+/**
+ * Create the listeners now, so that errors (a busy port) are known and the
+ * real address can be printed before serving. sk_server_run() binds by itself
+ * when this was not called. Idempotent.
+ * @param server The server.
+ * @return 0; `-EADDRINUSE`, `-EACCES`, #SK_EADDR, #SK_EPORT, `SK_EAI_*` (see
+ *         sk_listen()); `-EDESTADDRREQ` if no address was given; `-EINVAL`.
+ * @since 1.0
+ */
+SK_API int sk_server_bind(sk_server *server);
+
+/**
+ * The address of the first listener, as `127.0.0.1:5188` (the real port
+ * when bound to port 0).
+ * @param server The server, bound.
+ * @param buf    Receives the text; #SK_ADDR_STRLEN bytes always suffice.
+ * @param size   Size of @p buf.
+ * @return The text's length; `-ENOTCONN` if not bound; `-EINVAL`; `-ENOSPC`.
+ * @since 1.0
+ */
+SK_API int sk_server_address(const sk_server *server, char *buf, size_t size);
+
+/**
+ * The name of the backend the server uses.
+ * @param server The server.
+ * @return The name; `"?"` for NULL.
+ * @since 1.0
+ */
+SK_API const char *sk_server_backend(const sk_server *server);
+
+/**
+ * Serve until sk_server_stop(). Binds first if needed. On return every
+ * connection has been closed (its output flushed within the drain timeout),
+ * every child reaped and every thread joined; the listeners stay bound, and
+ * the server may run again. A unix socket path is removed by sk_server_free().
+ * @param server The server.
+ * @return 0 after a stop; a bind error (see sk_server_bind()); `-EBUSY` if
+ *         already running; `-ENOMEM`, or another code if the backend failed.
+ * @since 1.0
+ */
+SK_API int sk_server_run(sk_server *server);
+
+/**
+ * Ask the server to stop: stop accepting, close every connection
+ * (#SK_CLOSE_STOP) after flushing, then return from sk_server_run(). Safe from
+ * any thread, any callback (also in a `fork` child) and a signal handler.
+ * A stop before sk_server_run() makes that run return at once.
+ * @param server The server.
+ * @since 1.0
+ */
+SK_API void sk_server_stop(sk_server *server);
+
+/**
+ * Send bytes to every live connection of the server, except one.
+ * Each copy is queued as by sk_conn_send(), so a slow reader is cut off
+ * rather than slowing the others, and the caller never waits for a reader:
+ * there is no backpressure on the sender (on `epoll-*` and `pthread` the call
+ * returns once every copy is queued or written). On `fork` the bytes go
+ * through the parent process to the other children; a child that sends
+ * faster than the parent relays is slowed down, never the parent.
+ * @param server The server.
+ * @param except A connection to skip (usually the sender), or NULL. On
+ *               `fork` only the calling connection can be skipped.
+ * @param data   The bytes.
+ * @param len    Their count.
+ * @return 0; `-EINVAL`; `-ENOMEM`; `-ENOTCONN` if the server is not running.
+ * @since 1.0
+ */
+SK_API int sk_server_broadcast(sk_server *server, sk_conn *except, const void *data,
+                               size_t len);
+
+/**
+ * sk_server_broadcast() with `printf` formatting.
+ * @param server The server.
+ * @param except A connection to skip, or NULL.
+ * @param fmt    A `printf` format.
+ * @param ...    Its arguments.
+ * @return As sk_server_broadcast().
+ * @since 1.0
+ */
+SK_API int sk_server_broadcastf(sk_server *server, sk_conn *except, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/**
+ * Live connections now (on `fork`, as the parent counts them).
+ * @param server The server.
+ * @return The count, or `-EINVAL`.
+ * @since 1.0
+ */
+SK_API int sk_server_conn_count(const sk_server *server);
+
+/**
+ * Call @p fn with the name of every live connection (see sk_conn_set_name()),
+ * in no particular order. On `fork` the names come from the parent.
+ * @param server The server.
+ * @param fn     Called once per connection.
+ * @param arg    Passed to @p fn.
+ * @return The number of names; `-EINVAL`; `-ETIMEDOUT` (`fork`: the parent
+ *         did not answer within a second).
+ * @since 1.0
+ */
+SK_API int sk_server_names(sk_server *server, sk_name_fn fn, void *arg);
+
+/**
+ * Read the server's counters.
+ * @param server The server.
+ * @param stats  Receives them.
+ * @return 0 or `-EINVAL`.
+ * @since 1.0
+ */
+SK_API int sk_server_stats(const sk_server *server, sk_stats *stats);
+
+/**
+ * Queue bytes for the peer. They are written at once as far as the socket
+ * takes them; the rest is kept and sent when the peer reads. When the kept
+ * bytes would pass the output cap (sk_server_set_max_output()), nothing is
+ * queued and the connection closes with #SK_CLOSE_SLOW.
+ * @param conn The connection.
+ * @param data The bytes.
+ * @param len  Their count.
+ * @return 0; `-ENOBUFS` (over the cap: the connection is closing); `-EPIPE`
+ *         (the connection is closing without output); `-EINVAL`; `-ENOMEM`.
+ * @since 1.0
+ */
+SK_API int sk_conn_send(sk_conn *conn, const void *data, size_t len);
+
+/**
+ * sk_conn_send() with `printf` formatting.
+ * @param conn The connection.
+ * @param fmt  A `printf` format.
+ * @param ...  Its arguments.
+ * @return As sk_conn_send().
+ * @since 1.0
+ */
+SK_API int sk_conn_sendf(sk_conn *conn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/**
+ * Close the connection after its output is flushed. @ref sk_close_fn follows
+ * with #SK_CLOSE_LOCAL once the current callback has returned. Idempotent.
+ * @param conn The connection.
+ * @since 1.0
+ */
+SK_API void sk_conn_close(sk_conn *conn);
+
+/**
+ * Bytes queued for the peer but not yet written.
+ * @param conn The connection.
+ * @return The count; 0 for NULL.
+ * @since 1.0
+ */
+SK_API size_t sk_conn_pending(const sk_conn *conn);
+
+/**
+ * The peer's address as text (`127.0.0.1:40512`, `[::1]:40512`, `unix:`).
+ * @param conn The connection.
+ * @return The text, valid as long as the connection; `"?"` if unknown.
+ * @since 1.0
+ */
+SK_API const char *sk_conn_peer(sk_conn *conn);
+
+/**
+ * The local address the connection arrived on, as text.
+ * @param conn The connection.
+ * @return The text, valid as long as the connection; `"?"` if unknown.
+ * @since 1.0
+ */
+SK_API const char *sk_conn_local(sk_conn *conn);
+
+/**
+ * Give the connection a name, seen by sk_server_names() on every backend.
+ * @param conn The connection.
+ * @param name Up to #SK_NAME_MAX bytes; copied. NULL restores the default.
+ * @return 0; `-EINVAL` (too long); `-ENOMEM`.
+ * @since 1.0
+ */
+SK_API int sk_conn_set_name(sk_conn *conn, const char *name);
+
+/** Longest connection name, in bytes. @since 1.0 */
+#define SK_NAME_MAX 64
+
+/**
+ * The connection's name: the one set, or its peer address.
+ * @param conn The connection.
+ * @return The name, valid until the next sk_conn_set_name(); `"?"` for NULL.
+ * @since 1.0
+ */
+SK_API const char *sk_conn_name(sk_conn *conn);
+
+/**
+ * Attach a pointer for the handler (sk_conn_data() returns it).
+ * @param conn The connection.
+ * @param data Anything; the library never touches it.
+ * @since 1.0
+ */
+SK_API void sk_conn_set_data(sk_conn *conn, void *data);
+
+/**
+ * The pointer given to sk_conn_set_data().
+ * @param conn The connection.
+ * @return The pointer, or NULL.
+ * @since 1.0
+ */
+SK_API void *sk_conn_data(const sk_conn *conn);
+
+/**
+ * The server a connection belongs to.
+ * @param conn The connection.
+ * @return The server.
+ * @since 1.0
+ */
+SK_API sk_server *sk_conn_server(const sk_conn *conn);
+
+/**
+ * The connection's socket, for socket options. Reading or writing it
+ * directly bypasses the library's buffering; closing it is not allowed, and
+ * so is changing its blocking mode or `SO_RCVTIMEO` (the `fork` backend's
+ * children keep it blocking, with a receive timeout, between messages).
+ * @param conn The connection.
+ * @return The descriptor, or `-EINVAL`.
+ * @since 1.0
+ */
+SK_API int sk_conn_fd(const sk_conn *conn);
+
+/**
+ * A reason's name: `"peer"`, `"reset"`, `"idle"`, `"slow"`, `"too-long"`,
+ * `"local"`, `"stop"`, `"error"`.
+ * @param reason The reason.
+ * @return The name; `"?"` for another value.
+ * @since 1.0
+ */
+SK_API const char *sk_close_reason_name(sk_close_reason reason);
+
+SK_END_DECLS
+
+#endif /* SOCKKIT_SERVER_H */

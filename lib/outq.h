@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* A connection's output queue (outq.c). Not exported. */
+#ifndef SOCKKIT_OUTQ_H
+#define SOCKKIT_OUTQ_H
+
+#include "internal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/uio.h>
+
+/* One block of queued output. Bytes once queued never move or change until
+ * they are sent: a send in flight (a completion-based backend) may point into
+ * them. Only the free room after len is written to, by later appends. */
+struct sk__chunk {
+    struct sk__chunk *next;
+    size_t sent; /* bytes from the start already taken by the transport */
+    size_t len;  /* bytes written */
+    size_t cap;  /* room for bytes after this header */
+    char data[];
+};
+
+/* A FIFO of chunks; empty, it holds no memory. */
+struct sk__outq {
+    struct sk__chunk *head, *tail;
+    size_t bytes; /* queued and not yet sent */
+};
+
+/* Append len bytes (into the tail's free room, then a new chunk): 0, or
+ * -ENOMEM with nothing appended. */
+SK__HIDDEN int sk__outq_push(struct sk__outq *q, const void *data, size_t len);
+/* Describe the unsent bytes, oldest first, in at most max iovecs: how many. */
+SK__HIDDEN int sk__outq_iov(const struct sk__outq *q, struct iovec *iov, int max);
+/* n bytes (at most q->bytes) were sent: free the chunks they finish (a chunk
+ * lives until all its bytes are sent; the queue emptied holds no memory). */
+SK__HIDDEN void sk__outq_consume(struct sk__outq *q, size_t n);
+/* Free everything queued. */
+SK__HIDDEN void sk__outq_clear(struct sk__outq *q);
+
+#endif /* SOCKKIT_OUTQ_H */
