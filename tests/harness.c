@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -62,7 +63,7 @@ void shared_add(int *p)
 int total_closes(void)
 {
     int n = 0;
-    for (int i = 0; i <= SK_CLOSE_CONNECT; i++)
+    for (int i = 0; i <= SK_CLOSE_TLS; i++)
         n += shared_get(&sh->closes[i]);
     return n;
 }
@@ -164,10 +165,14 @@ static long heap_kib(void)
  * child has no such thread, and valgrind would call the block lost there. */
 static sk_lines *ctl_lines;
 
+/* Posted by the control thread once it is set up. */
+static sem_t ctl_ready;
+
 static void *control_thread(void *arg)
 {
     int ctl = (int)(intptr_t)arg;
-    sk_lines *lines = ctl_lines = sk_lines_new(ctl, 4096);
+    sk_lines *lines = ctl_lines;
+    sem_post(&ctl_ready);
     char *line;
     ssize_t n;
     while ((n = sk_lines_read(lines, &line, -1)) > 0) {
@@ -219,7 +224,15 @@ static void server_process(sk_server *s, int ctl)
     struct sigaction sa = {.sa_handler = stop_on_signal};
     sigaction(SIGUSR1, &sa, NULL);
     pthread_t t;
+    /* Made here, not in the thread: a fork backend's first child could be
+     * forked while that thread is inside malloc, and a sanitizer's allocator
+     * would stay locked in the child. */
+    ctl_lines = sk_lines_new(ctl, 4096);
+    sem_init(&ctl_ready, 0, 0);
     pthread_create(&t, NULL, control_thread, (void *)(intptr_t)ctl);
+    /* and the run waits until the thread has started (its start allocates) */
+    while (sem_wait(&ctl_ready) < 0)
+        ;
     if (harness_before_run)
         harness_before_run(s);
     struct report r = {.threads0 = thread_count(getpid()), .fds0 = fd_count(getpid())};
