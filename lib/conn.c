@@ -3,6 +3,7 @@
  * output with a cap, close requests and the orderly close. */
 #include "server_internal.h"
 #include "framer.h"
+#include "tls.h"
 #include "transport.h"
 
 #include <errno.h>
@@ -16,6 +17,10 @@
 /* Buffers one flush hands the transport (several chunks, one system call). */
 #define FLUSH_IOV 16
 
+static bool handshake(sk_conn *c);
+
+__thread struct sk__loop sk__here;
+
 static int pending_of(const sk_conn *c)
 {
     return __atomic_load_n(&c->pending, __ATOMIC_ACQUIRE);
@@ -24,7 +29,7 @@ static int pending_of(const sk_conn *c)
 static bool discards_output(int why)
 {
     return why == SK_CLOSE_RESET || why == SK_CLOSE_SLOW || why == SK_CLOSE_ERROR ||
-           why == SK_CLOSE_CONNECT;
+           why == SK_CLOSE_CONNECT || why == SK_CLOSE_TLS;
 }
 
 /* ---- a new connection ------------------------------------------------ */
@@ -36,7 +41,8 @@ static void on_timer(struct sk__timer *t, int64_t now)
 {
     sk_conn *c = (sk_conn *)((char *)t - offsetof(sk_conn, timer));
     int idle = c->cfg->idle_ms;
-    if (c->state == SK__OPEN && c->connecting) { /* the connect's time is up */
+    if (c->state == SK__OPEN && (c->connecting || (c->outbound && c->handshaking))) {
+        /* the connect's time is up (an outbound handshake counts in it) */
         c->error = -ETIMEDOUT;
         sk__conn_request_close(c, SK_CLOSE_CONNECT);
     } else if (c->state == SK__OPEN && idle && (c->paused || c->eof || c->throttled)) /* held */
@@ -65,6 +71,12 @@ static sk_conn *conn_make(sk_server *s, size_t size, int fd, struct sk__owner *o
     c->cfg = &s->cfg; /* what a connection sees of its server */
     c->reg = &s->reg;
     c->tp = &sk__transport_plain;
+    if (!outbound && s->tls && sk__tls_attach(c, s->tls, NULL) < 0) {
+        if (owner->timers)
+            sk__timer_detach(owner->timers, &c->timer);
+        free(c);
+        return NULL;
+    }
     c->srv = s;
     c->owner = owner;
     c->high = s->cfg.high;
@@ -74,6 +86,8 @@ static sk_conn *conn_make(sk_server *s, size_t size, int fd, struct sk__owner *o
     if (sk__registry_add(c->reg, c) < 0) {
         if (owner->timers)
             sk__timer_detach(owner->timers, &c->timer);
+        if (c->tp->free)
+            c->tp->free(c);
         free(c);
         return NULL;
     }
@@ -119,6 +133,12 @@ void sk__conn_connected(sk_conn *c)
     }
     c->connecting = false;
     c->last_read = c->owner->now;
+    if (c->handshaking) { /* TLS: the connect deadline runs on; on_open comes after it */
+        sk__conn_lock(c);
+        handshake(c);
+        sk__conn_unlock(c);
+        return;
+    }
     if (c->owner->timers && c->cfg->idle_ms)
         sk__timer_start(c->owner->timers, &c->timer, c->last_read + c->cfg->idle_ms);
     else if (c->owner->timers)
@@ -133,6 +153,8 @@ void sk__conn_connected(sk_conn *c)
 
 void sk__conn_open(sk_conn *c)
 {
+    if (c->handshaking) /* its transport's handshake first: see sk__conn_input() */
+        return;
     if (c->cfg->on_open)
         c->cfg->on_open(c);
 }
@@ -145,6 +167,14 @@ static ssize_t send_some(sk_conn *c, const struct iovec *iov, int n)
 {
     ssize_t w = c->tp->writev(c, iov, n);
     return w == -EAGAIN ? 0 : w;
+}
+
+/* Whether this thread may write to c's transport now: always for a plain
+ * socket; a TLS session only on its own loop (another thread's broadcast
+ * queues, and the loop sends). */
+static bool owner_writes(const sk_conn *c)
+{
+    return c->tp == &sk__transport_plain || sk__here.owner == c->owner;
 }
 
 static void drop_output(sk_conn *c)
@@ -188,7 +218,8 @@ int sk__conn_queue(sk_conn *c, const void *data, size_t len, bool from_owner)
     const char *p = data;
     if (c->dead_output || c->shut_asked)
         return -EPIPE;
-    if (c->out.bytes == 0 && !c->connecting) { /* nothing queued: try the socket first */
+    if (c->out.bytes == 0 && !c->connecting && !c->handshaking && owner_writes(c)) {
+        /* nothing queued: try the socket first */
         struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
         ssize_t n = send_some(c, &iov, 1);
         if (n < 0) {
@@ -248,6 +279,18 @@ int sk__conn_broadcast_direct(struct sk__registry *reg, sk_conn *except, const v
 int sk__conn_flush(sk_conn *c)
 {
     if (c->connecting)
+        return 0;
+    if (c->tp->flush) { /* what the transport holds goes before more of the queue */
+        int f = c->tp->flush(c);
+        if (f == -EAGAIN)
+            return 0;
+        if (f < 0) {
+            request_close_locked(c, SK_CLOSE_RESET);
+            drop_output(c);
+            return -1;
+        }
+    }
+    if (c->handshaking) /* the queue waits for the handshake */
         return 0;
     while (c->out.bytes > 0) {
         struct iovec iov[FLUSH_IOV];
@@ -323,10 +366,49 @@ void sk__conn_got(sk_conn *c, char *buf, ssize_t n)
     }
 }
 
+/* A handshake step (caller holds the lock, if any): true once complete. A
+ * failure closes it: an accepted connection with SK_CLOSE_TLS, an outbound
+ * one with SK_CLOSE_CONNECT; sk_conn_error() tells why. */
+static bool handshake(sk_conn *c)
+{
+    int rc = c->tp->handshake(c);
+    if (rc == 1) {
+        c->handshaking = false;
+        return true;
+    }
+    if (rc != -EAGAIN) {
+        c->error = rc;
+        request_close_locked(c, c->outbound ? SK_CLOSE_CONNECT : SK_CLOSE_TLS);
+    }
+    return false;
+}
+
+/* Go on with the handshake; once complete, what was queued meanwhile goes
+ * out and on_open runs. Whether it is complete. */
+static bool handshake_input(sk_conn *c)
+{
+    sk__conn_lock(c);
+    bool done = handshake(c);
+    if (done && (c->out.bytes || c->shut_asked))
+        sk__conn_flush(c);
+    sk__conn_unlock(c);
+    if (!done)
+        return false;
+    c->last_read = c->owner->now;
+    if (c->outbound && c->owner->timers && c->cfg->idle_ms) /* the connect deadline gives */
+        sk__timer_start(c->owner->timers, &c->timer, c->last_read + c->cfg->idle_ms); /* way */
+    else if (c->outbound && c->owner->timers)
+        sk__timer_stop(c->owner->timers, &c->timer);
+    sk__conn_open(c);
+    return true;
+}
+
 bool sk__conn_input(sk_conn *c, char *buf, size_t cap, int reads, bool hup)
 {
     sk__count(c->owner->ctr, SK__C_READ_EVENTS, 1);
     while (sk__conn_takes_input(c)) {
+        if (c->handshaking && !handshake_input(c))
+            return false;
         ssize_t n = c->tp->read(c, buf, cap - 1, false); /* a byte kept for the NUL */
         sk__conn_got(c, buf, n);
         if (n == -EINTR)
@@ -385,12 +467,12 @@ bool sk__conn_settle(sk_conn *c)
             return false;
         begin_close(c, why);
         sk__conn_lock(c);
-        if (c->out.bytes)
+        if (c->out.bytes || sk__tp_output(c))
             sk__conn_flush(c); /* the last words, at once if the socket takes them */
         sk__conn_unlock(c);
     }
     sk__conn_lock(c);
-    bool done = c->dead_output || c->out.bytes == 0 || now >= c->deadline;
+    bool done = c->dead_output || (c->out.bytes == 0 && !sk__tp_output(c)) || now >= c->deadline;
     sk__conn_unlock(c);
     return done;
 }
@@ -403,7 +485,9 @@ void sk__conn_free(sk_conn *c)
     sk__registry_remove(c->reg, c);
     if (c->fd < 0) {
         /* an outbound connection whose name never resolved: no socket */
-    } else if (c->dead_output || c->out.bytes > 0 || c->connecting) {
+    } else if ((c->dead_output && c->reason != SK_CLOSE_TLS) || c->out.bytes > 0 ||
+               c->connecting) {
+        /* (A failed handshake closes in order: its alert reaches the peer.) */
         /* Abort: the peer does not read, or cannot. Nothing lingers in the kernel. */
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -566,6 +650,7 @@ const char *sk_close_reason_name(sk_close_reason r)
         [SK_CLOSE_PEER] = "peer",   [SK_CLOSE_RESET] = "reset",       [SK_CLOSE_IDLE] = "idle",
         [SK_CLOSE_SLOW] = "slow",   [SK_CLOSE_TOO_LONG] = "too-long", [SK_CLOSE_LOCAL] = "local",
         [SK_CLOSE_STOP] = "stop",   [SK_CLOSE_ERROR] = "error",       [SK_CLOSE_CONNECT] = "connect",
+        [SK_CLOSE_TLS] = "tls",
     };
     if ((unsigned)r >= sizeof(names) / sizeof(names[0]) || !names[r])
         return "?";

@@ -23,6 +23,13 @@ static const char *library_text(int err)
     case SK_EPORT: return "port missing or not a number from 0 to 65535";
     case SK_ETOOLONG: return "line longer than the configured maximum";
     case SK_EBACKEND: return "unknown backend";
+    case SK_ENOTLS: return "built without TLS support";
+    case SK_ETLS: return "TLS handshake or protocol failure";
+    case SK_ETLS_FILE: return "TLS certificate, key or CA file unusable";
+    case SK_ETLS_EXPIRED: return "TLS certificate expired or not yet valid";
+    case SK_ETLS_UNTRUSTED: return "TLS certificate not trusted (self-signed or unknown CA)";
+    case SK_ETLS_HOSTNAME: return "TLS certificate names another host";
+    case SK_ETLS_CERT: return "TLS certificate verification failed";
     }
     return NULL;
 }

@@ -5,6 +5,7 @@
  * raced by sk_connect() on a short-lived helper thread, whose result is
  * posted back to the connection's loop: no loop ever waits for a resolver. */
 #include "server_internal.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,11 +17,19 @@
 
 #define DEFAULT_TIMEOUT_MS 5000
 
-__thread struct sk__loop sk__here;
+/* What a dial request holds (not the request itself). */
+static void dial_clear(struct sk__dial *d)
+{
+    free(d->address);
+    free(d->host);
+    sk_tls_free(d->tls);
+    d->address = d->host = NULL;
+    d->tls = NULL;
+}
 
 void sk__dial_free(struct sk__dial *d)
 {
-    free(d->address);
+    dial_clear(d);
     free(d);
 }
 
@@ -136,6 +145,10 @@ sk_conn *sk__conn_dial(sk_server *s, size_t size, struct sk__owner *owner, struc
     if (!c)
         return NULL;
     c->data = d->data;
+    if (d->tls && sk__tls_attach(c, d->tls, d->host) < 0) {
+        fail(c, -ENOMEM);
+        return c;
+    }
     char *name = d->address;
     d->address = NULL; /* taken over */
     const struct sockaddr *sa = &d->addr.u.sa;
@@ -195,8 +208,23 @@ static void dial_at_home(sk_server *s, sk_conn *unused, void *arg)
 
 /* ---- the public API ----------------------------------------------------- */
 
-int sk_server_connect(sk_server *s, const char *address, int timeout_ms, void *data,
-                      sk_conn **conn)
+/* The host part of host:port or [v6]:port (malloc'd), or NULL: unix, or none. */
+static char *host_part(const char *address)
+{
+    if (strncmp(address, "unix:", 5) == 0)
+        return NULL;
+    const char *start = address, *end;
+    if (*address == '[') {
+        start++;
+        end = strchr(start, ']');
+    } else {
+        end = strrchr(address, ':');
+    }
+    return end && end > start ? strndup(start, (size_t)(end - start)) : NULL;
+}
+
+static int dial(sk_server *s, const char *address, int timeout_ms, sk_tls *tls,
+                const char *host, void *data, sk_conn **conn)
 {
     struct sk__hostport hp;
     struct sk__dial d = {.timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS,
@@ -212,16 +240,24 @@ int sk_server_connect(sk_server *s, const char *address, int timeout_ms, void *d
         return -ESHUTDOWN;
     if (!(s->backend->caps & SK__CAP_LOOP)) /* a program's own backend runs no loop of ours */
         return -ENOTSUP;
-    if (rc < 0 && !(d.address = strdup(address)))
+    if (tls) {
+        d.host = host ? strdup(host) : host_part(address);
+        if (!d.host && (host || strncmp(address, "unix:", 5) != 0))
+            return -ENOMEM;
+        d.tls = sk__tls_ref(tls);
+    }
+    if (rc < 0 && !(d.address = strdup(address))) {
+        dial_clear(&d);
         return -ENOMEM;
+    }
     if (sk__here.s == s && sk__here.owner->dial) { /* a callback of this server's loop */
         rc = sk__here.owner->dial(sk__here.owner, &d, conn);
-        free(d.address);
+        dial_clear(&d);
         return rc;
     }
     struct sk__dial *copy = malloc(sizeof(*copy));
     if (!copy) {
-        free(d.address);
+        dial_clear(&d);
         return -ENOMEM;
     }
     *copy = d;
@@ -229,6 +265,26 @@ int sk_server_connect(sk_server *s, const char *address, int timeout_ms, void *d
     if (rc < 0)
         sk__dial_free(copy);
     return rc;
+}
+
+int sk_server_connect(sk_server *s, const char *address, int timeout_ms, void *data,
+                      sk_conn **conn)
+{
+    return dial(s, address, timeout_ms, NULL, NULL, data, conn);
+}
+
+int sk_server_connect_tls(sk_server *s, const char *address, int timeout_ms, sk_tls *tls,
+                          const char *host, void *data, sk_conn **conn)
+{
+    if (conn)
+        *conn = NULL;
+    if (!sk_tls_available())
+        return SK_ENOTLS;
+    if (!tls || sk__tls_is_server(tls) || !address)
+        return -EINVAL;
+    if (!host && strncmp(address, "unix:", 5) == 0 && !sk__tls_insecure(tls))
+        return -EINVAL; /* nothing to check its certificate against */
+    return dial(s, address, timeout_ms, tls, host, data, conn);
 }
 
 int sk_conn_error(const sk_conn *c)

@@ -3,6 +3,7 @@
  * answers through the public API. Listening sockets are listener.c's, the
  * open connections registry.c's. */
 #include "server_internal.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -91,6 +92,7 @@ void sk_server_free(sk_server *s)
     pthread_mutex_unlock(&s->link->lock);
     sk__link_drop(s->link);
     sk__listeners_free(&s->lis);
+    sk_tls_free(s->tls);
     close(s->stop_fd);
     sk__registry_destroy(&s->reg);
     pthread_mutex_destroy(&s->state_lock);
@@ -147,6 +149,22 @@ int sk_server_set_backend(sk_server *s, const char *name)
     if (!b)
         return SK_EBACKEND;
     s->backend = b;
+    return 0;
+}
+
+int sk_server_set_tls(sk_server *s, sk_tls *tls)
+{
+    int rc = check_idle(s, false);
+    if (rc < 0)
+        return rc;
+    if (!sk_tls_available())
+        return SK_ENOTLS;
+    if (tls && !sk__tls_is_server(tls))
+        return -EINVAL;
+    if (!(s->backend->caps & SK__CAP_LOOP)) /* a program's own loop: not supported */
+        return -ENOTSUP;
+    sk_tls_free(s->tls);
+    s->tls = tls ? sk__tls_ref(tls) : NULL;
     return 0;
 }
 

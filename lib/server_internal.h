@@ -14,6 +14,7 @@
 #include <sockkit/backend.h>
 #include <sockkit/server.h>
 #include <sockkit/timer.h>
+#include <sockkit/tls.h>
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -67,6 +68,8 @@ struct sk__dial {
     char *address;    /* a name (resolved on a helper thread), malloc'd; else NULL */
     int timeout_ms;
     void *data;
+    sk_tls *tls;      /* a TLS client: a reference; else NULL */
+    char *host;       /* the name its certificate is checked against, malloc'd, or NULL */
 };
 
 /* The loop running in this thread, while a library loop runs here. */
@@ -116,6 +119,8 @@ struct sk_conn {
     bool throttled;     /* epoll: its broadcasts filled another reactor's inbox: not
                            read until that drains (as paused, by the library); owner only */
     bool connecting;    /* outbound, not yet connected (fd -1 while its name resolves) */
+    bool handshaking;   /* its transport's handshake (TLS) is not complete: on_open has not
+                           run, its output waits; owner only */
     int error;          /* why its connect failed (SK_CLOSE_CONNECT), else 0 */
     uint64_t id;        /* sk_conn_id(): its registry slot and generation */
     const struct sk__config *cfg; /* its server's: callbacks, limits, framing */
@@ -191,6 +196,7 @@ struct sk_server {
     struct sk__posts posts;
     struct sk__posts *home_posts; /* where they go: &posts, or a fork child's loop's */
     struct sk__link *link; /* for helper threads that outlive a connection, or NULL */
+    sk_tls *tls; /* sk_server_set_tls(): accepted connections speak TLS; a reference */
 };
 
 /* A server as helper threads (outbound.c) hold it: s is NULL once it is freed. */
@@ -327,12 +333,7 @@ static inline size_t sk__conn_queued(const sk_conn *c)
 {
     return c->out.bytes;
 }
-/* Output to write, or a connect to see finish (writable). Caller holds its owner's lock, if any. */
-static inline bool sk__conn_wants_write(const sk_conn *c)
-{
-    return c->connecting ? c->fd >= 0 && !__atomic_load_n(&c->pending, __ATOMIC_ACQUIRE)
-                         : sk__conn_queued(c) > 0 && !c->dead_output;
-}
+/* sk__conn_wants_write(): in transport.h */
 
 /* ---- the built-in backends --------------------------------------------- */
 

@@ -27,10 +27,37 @@ struct sk__transport {
     bool (*has_pending)(const sk_conn *c);
     /* Free c->tp_state (the socket is closed by the caller). NULL: none. */
     void (*free)(sk_conn *c);
+    /* A handshake step, while c->handshaking (TLS): 1 when complete (then
+     * on_open runs), -EAGAIN (more input needed), or why it failed. */
+    int (*handshake)(sk_conn *c);
+    /* Send the bytes the transport holds itself (TLS: records encrypted and
+     * not yet taken by the socket): 0 when none is left, -EAGAIN, or -errno.
+     * NULL: it holds none. */
+    int (*flush)(sk_conn *c);
+    /* Whether it holds bytes (or a FIN) to send: the socket is watched for
+     * writing until it does not. NULL: never. */
+    bool (*has_output)(const sk_conn *c);
 };
 
 /* Plain sockets: recv, send (sendmsg for several buffers), shutdown. */
 SK__HIDDEN extern const struct sk__transport sk__transport_plain;
+
+/* Output the transport holds (beside the connection's queue). */
+static inline bool sk__tp_output(const sk_conn *c)
+{
+    return c->tp->has_output && c->tp->has_output(c);
+}
+
+/* Output to write (the queue's, or the transport's own), or a connect to see
+ * finish (writable). Caller holds its owner's lock, if any. */
+static inline bool sk__conn_wants_write(const sk_conn *c)
+{
+    if (c->connecting)
+        return c->fd >= 0 && !__atomic_load_n(&c->pending, __ATOMIC_ACQUIRE);
+    if (c->handshaking) /* the queue waits for the handshake; its flight may not */
+        return sk__tp_output(c);
+    return !c->dead_output && (sk__conn_queued(c) > 0 || sk__tp_output(c));
+}
 
 /* Input the transport holds that no readiness event will announce. */
 static inline bool sk__tp_pending(const sk_conn *c)

@@ -22,7 +22,7 @@ extern sk_reuse reuse;
 struct shared {
     int errors; /* a handler saw something wrong (handlers cannot use cmocka) */
     int opens;
-    int closes[SK_CLOSE_CONNECT + 1];
+    int closes[SK_CLOSE_TLS + 1];
     int lines;
     int custom[8]; /* for a test's own counts */
 };

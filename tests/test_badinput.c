@@ -262,6 +262,64 @@ static void server_layer(void **state)
     sk_server_free(s); /* runs what no run took */
     assert_int_equal(runs, 1);
     assert_string_equal(sk_close_reason_name(SK_CLOSE_CONNECT), "connect");
+    assert_string_equal(sk_close_reason_name(SK_CLOSE_TLS), "tls");
+
+    /* TLS: each answers bad input with an error, built with OpenSSL or not */
+    bool tls = sk_tls_available();
+    int no_tls = tls ? 0 : SK_ENOTLS;
+    sk_tls *tc = (sk_tls *)buf; /* set to NULL on every failure */
+    char why[128];
+    sk_tls_config cfg = {.size = sizeof(cfg)};
+    assert_int_equal(sk_tls_server_new(NULL, &tc, why, sizeof(why)), tls ? -EINVAL : SK_ENOTLS);
+    assert_null(tc);
+    assert_int_equal(sk_tls_server_new(&cfg, NULL, NULL, 0), tls ? -EINVAL : SK_ENOTLS);
+    assert_int_equal(sk_tls_server_new(&cfg, &tc, why, sizeof(why)), tls ? -EINVAL : SK_ENOTLS);
+    assert_true(strlen(why) > 0); /* says what is missing */
+    sk_tls_config small = {.size = 1};
+    assert_int_equal(sk_tls_client_new(&small, &tc, NULL, 0), tls ? -EINVAL : SK_ENOTLS);
+    cfg.cert_file = "/nonexistent/cert.pem";
+    cfg.key_file = "/nonexistent/key.pem";
+    assert_int_equal(sk_tls_server_new(&cfg, &tc, why, sizeof(why)),
+                     tls ? SK_ETLS_FILE : SK_ENOTLS);
+    if (tls)
+        assert_non_null(strstr(why, "/nonexistent/cert.pem"));
+    cfg.key_file = NULL; /* a certificate without its key */
+    assert_int_equal(sk_tls_client_new(&cfg, &tc, why, sizeof(why)), tls ? -EINVAL : SK_ENOTLS);
+    assert_int_equal(sk_tls_reload(NULL, &cfg, why, sizeof(why)), tls ? -EINVAL : SK_ENOTLS);
+    sk_tls_free(NULL);
+    sk_tls *client = NULL;
+    sk_tls_config plain = {.size = sizeof(plain), .alpn = ","};
+    assert_int_equal(sk_tls_client_new(&plain, &client, NULL, 0), tls ? -EINVAL : SK_ENOTLS);
+    plain.alpn = NULL;
+    assert_int_equal(sk_tls_client_new(&plain, &client, NULL, 0), no_tls);
+    if (tls)
+        assert_int_equal(sk_tls_reload(client, &cfg, NULL, 0), -EINVAL);
+    s = sk_server_new("127.0.0.1:0");
+    assert_int_equal(sk_server_set_tls(NULL, NULL), -EINVAL);
+    assert_int_equal(sk_server_set_tls(s, client), tls ? -EINVAL : SK_ENOTLS); /* a client's */
+    assert_int_equal(sk_server_set_tls(s, NULL), no_tls);
+    assert_int_equal(sk_server_connect_tls(s, "127.0.0.1:9", 0, NULL, NULL, NULL, &made),
+                     tls ? -EINVAL : SK_ENOTLS);
+    assert_null(made);
+    if (tls)
+        assert_int_equal(sk_server_connect_tls(s, "unix:/x", 0, client, NULL, NULL, NULL), -EINVAL);
+    sk_server_free(s);
+    assert_false(sk_conn_is_tls(NULL));
+    assert_null(sk_conn_tls_version(NULL));
+    assert_null(sk_conn_tls_cipher(NULL));
+    assert_null(sk_conn_tls_alpn(NULL));
+    assert_null(sk_conn_tls_peer(NULL));
+    assert_false(sk_conn_tls_resumed(NULL));
+    sk_tls_stream *ts = (sk_tls_stream *)buf;
+    assert_int_equal(sk_tls_connect(NULL, 0, client, NULL, &ts), tls ? -EINVAL : SK_ENOTLS);
+    assert_null(ts);
+    assert_int_equal(sk_tls_connect("unix:/x", 0, client, NULL, &ts), tls ? -EINVAL : SK_ENOTLS);
+    assert_int_equal(sk_tls_connect("127.0.0.1:9", 0, NULL, NULL, &ts), tls ? -EINVAL : SK_ENOTLS);
+    assert_int_equal(sk_tls_write_all(NULL, "x", 1, 0), tls ? -EINVAL : SK_ENOTLS);
+    assert_int_equal(sk_tls_read_some(NULL, buf, 1, 0), tls ? -EINVAL : SK_ENOTLS);
+    assert_int_equal(sk_tls_stream_fd(NULL), tls ? -EINVAL : SK_ENOTLS);
+    sk_tls_close(NULL);
+    sk_tls_free(client);
     assert_string_equal(sk_close_reason_name((sk_close_reason)-1), "?");
     assert_string_equal(sk_close_reason_name((sk_close_reason)0), "?");
 

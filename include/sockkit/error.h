@@ -38,6 +38,26 @@
 #define SK_EBACKEND (-3103)
 /** @} */
 
+/** @name TLS errors (tls.h)
+ * @{ */
+/** The library was built without TLS support (no OpenSSL). @since 1.1 */
+#define SK_ENOTLS (-3104)
+/** A TLS handshake or record failed (not TLS, a protocol error, an alert). @since 1.1 */
+#define SK_ETLS (-3105)
+/** A certificate, key or CA file is unreadable, not PEM, or the key does not
+ *  match the certificate. @since 1.1 */
+#define SK_ETLS_FILE (-3106)
+/** The peer's certificate has expired (or is not valid yet). @since 1.1 */
+#define SK_ETLS_EXPIRED (-3107)
+/** The peer's certificate is self-signed or signed by a CA not trusted here. @since 1.1 */
+#define SK_ETLS_UNTRUSTED (-3108)
+/** The peer's certificate names another host. @since 1.1 */
+#define SK_ETLS_HOSTNAME (-3109)
+/** The peer's certificate failed verification for another reason (or none
+ *  was sent when one is required). @since 1.1 */
+#define SK_ETLS_CERT (-3110)
+/** @} */
+
 SK_BEGIN_DECLS
 
 /**

@@ -79,8 +79,10 @@ typedef enum sk_close_reason {
     SK_CLOSE_LOCAL,     /**< the handler called sk_conn_close() */
     SK_CLOSE_STOP,      /**< the server is stopping */
     SK_CLOSE_ERROR,     /**< the library could not go on with it (out of memory) */
-    SK_CLOSE_CONNECT    /**< an outbound connection could not be made: sk_conn_error()
+    SK_CLOSE_CONNECT,   /**< an outbound connection could not be made: sk_conn_error()
                              says why (see loop.h). @since 1.1 */
+    SK_CLOSE_TLS        /**< an accepted connection's TLS handshake or a TLS record
+                             failed: sk_conn_error() says why (see tls.h). @since 1.1 */
 } sk_close_reason;
 
 /** How the bytes of a connection are handed to @ref sk_data_fn. @since 1.0 */

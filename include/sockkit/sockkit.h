@@ -16,5 +16,6 @@
 #include <sockkit/backend.h>
 #include <sockkit/timer.h>
 #include <sockkit/loop.h>
+#include <sockkit/tls.h>
 
 #endif /* SOCKKIT_SOCKKIT_H */

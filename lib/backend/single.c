@@ -246,7 +246,8 @@ static bool single_settle(struct sk__single *l)
 static bool can_park(struct sk__single *l, bool held)
 {
     sk_conn *c = l->conns[0];
-    if (!l->park || l->n != 1 || c->outbound || held || !sk__conn_takes_input(c))
+    if (!l->park || l->n != 1 || c->outbound || held || c->tp != &sk__transport_plain ||
+        !sk__conn_takes_input(c))
         return false;
     sk__conn_lock(c);
     bool want_write = sk__conn_wants_write(c);
