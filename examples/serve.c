@@ -5,6 +5,7 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +15,30 @@
 #define MAX_LISTEN 8 /* sk_server_add_listen() takes this many */
 #define MAX_EXTRA 16 /* a program's own options, at most */
 
+/* --tls-cert, --tls-key, --tls-ca: kept until the server is made. */
+static sk_tls_config tls_files = {.size = sizeof(sk_tls_config)};
+
+static int set_cert(sk_server *s, const char *v)
+{
+    (void)s;
+    tls_files.cert_file = v;
+    return 0;
+}
+
+static int set_key(sk_server *s, const char *v)
+{
+    (void)s;
+    tls_files.key_file = v;
+    return 0;
+}
+
+static int set_ca(sk_server *s, const char *v)
+{
+    (void)s;
+    tls_files.ca_file = v;
+    return 0;
+}
+
 static const struct serve_option common[] = {
     {"listen", "ADDR", "host:port, [v6]:port, *:port or unix:/path; repeatable"},
     {"backend", "NAME", "how clients are served (default epoll-et; list below)"},
@@ -21,6 +46,9 @@ static const struct serve_option common[] = {
     {"workers", "N", "0 to 256: epoll reactor threads, or fork's pool size"},
     {"max-conns", "N", "1 or more: clients served at once (default 1024)"},
     {"idle-timeout", "MS", "close a client silent this long (default 0: never)"},
+    {"tls-cert", "FILE", "serve TLS with this PEM certificate chain (with --tls-key)", set_cert},
+    {"tls-key", "FILE", "the PEM private key of --tls-cert", set_key},
+    {"tls-ca", "FILE", "with TLS: clients must show a certificate signed by this CA", set_ca},
     {0},
 };
 
@@ -189,6 +217,69 @@ static void bind_error(const struct cmdline *cl, int rc)
     fprintf(stderr, "\n");
 }
 
+/* SIGHUP: load the certificate files again (new handshakes get them). A
+ * thread of its own waits for it: a signal handler may not do this. */
+struct reloader {
+    pthread_t thread;
+    sk_tls *tls;
+    const char *prog;
+    bool running;
+};
+
+static void *reload_on_hangup(void *arg)
+{
+    struct reloader *r = arg;
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    for (;;) {
+        int sig;
+        if (sigwait(&hup, &sig) != 0)
+            continue;
+        char why[512];
+        if (sk_tls_reload(r->tls, &tls_files, why, sizeof(why)) == 0)
+            fprintf(stderr, "%s: SIGHUP: certificates reloaded\n", r->prog);
+        else
+            fprintf(stderr, "%s: SIGHUP: kept the old certificates: %s\n", r->prog, why);
+    }
+    return NULL;
+}
+
+/* TLS from the --tls-* options: an exit status on error, -1 if all is well. */
+static int tls_setup(sk_server *s, const struct cmdline *cl, struct reloader *r)
+{
+    char why[512];
+    if (!tls_files.cert_file && !tls_files.key_file && !tls_files.ca_file)
+        return -1;
+    if (!tls_files.cert_file || !tls_files.key_file) {
+        fprintf(stderr, "%s: --tls-cert and --tls-key go together%s\n", cl->prog,
+                tls_files.ca_file ? " (and --tls-ca needs them)" : "");
+        return 2;
+    }
+    int rc = sk_tls_server_new(&tls_files, &r->tls, why, sizeof(why));
+    if (rc == 0 && (rc = sk_server_set_tls(s, r->tls)) < 0)
+        snprintf(why, sizeof(why), "%s", sk_strerror(rc));
+    if (rc < 0) {
+        fprintf(stderr, "%s: cannot serve TLS: %s\n", cl->prog, why);
+        return 1;
+    }
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL); /* every thread made later too */
+    r->running = pthread_create(&r->thread, NULL, reload_on_hangup, r) == 0;
+    return -1;
+}
+
+static void tls_cleanup(struct reloader *r)
+{
+    if (r->running) {
+        pthread_cancel(r->thread);
+        pthread_join(r->thread, NULL);
+    }
+    sk_tls_free(r->tls);
+}
+
 static const char *program_name(int argc, char **argv)
 {
     const char *slash = argc > 0 ? strrchr(argv[0], '/') : NULL;
@@ -198,13 +289,14 @@ static const char *program_name(int argc, char **argv)
 int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra)
 {
     struct cmdline cl = {.prog = program_name(argc, argv), .extra = extra};
+    struct reloader reloader = {.prog = cl.prog};
     char address[SK_ADDR_STRLEN];
     int rc;
     if (!s) {
         fprintf(stderr, "%s: out of memory\n", cl.prog);
         return 1;
     }
-    if ((rc = parse(s, &cl, argc, argv)) >= 0)
+    if ((rc = parse(s, &cl, argc, argv)) >= 0 || (rc = tls_setup(s, &cl, &reloader)) >= 0)
         goto out;
     if (cl.nlisten == 0 && sk_server_add_listen(s, DEFAULT_LISTEN) == 0)
         cl.listen[cl.nlisten++] = DEFAULT_LISTEN;
@@ -216,7 +308,8 @@ int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra)
         goto out;
     }
     sk_server_address(s, address, sizeof(address));
-    printf("listening on %s backend=%s", address, sk_server_backend(s));
+    printf("listening on %s backend=%s%s", address, sk_server_backend(s),
+           reloader.tls ? " tls=on" : "");
     for (int i = 0; i < MAX_EXTRA && extra && extra[i].name; i++)
         if (extra[i].shown && cl.given[i])
             printf(" %s=%s", extra[i].name, cl.given[i]);
@@ -227,5 +320,6 @@ int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra)
     rc = rc < 0 ? 1 : 0;
 out:
     sk_server_free(s);
+    tls_cleanup(&reloader);
     return rc;
 }
