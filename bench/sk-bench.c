@@ -324,6 +324,7 @@ static const char *mode_name(void)
 
 struct result {
     uint64_t msgs, errors, resumed;
+    uint64_t secured; /* pingpong, TLS: connections whose handshake completed */
     int idle_failed;
     double srv_cpu, cli_cpu, busy_cpu, idle_setup_s;
     long rss_before, rss_idle, rss_end;
@@ -345,7 +346,7 @@ static void report(const struct result *r)
     printf(" cli_cpu_s=%.3f", r->cli_cpu);
     if (load.tls) /* handshakes: of the measured messages' connections */
         printf(" tls=1 handshakes=%llu resumed=%llu",
-               (unsigned long long)(load.mode == MODE_RATE ? r->msgs : (uint64_t)opt.conns),
+               (unsigned long long)(load.mode == MODE_RATE ? r->msgs : r->secured),
                (unsigned long long)r->resumed);
     if (opt.server_pid > 0 && r->srv_cpu >= 0)
         printf(" srv_cpu_s=%.3f srv_cpu_ns_msg=%.1f other_cpu_s=%.3f", r->srv_cpu,
@@ -418,6 +419,8 @@ int main(int argc, char **argv)
                     close(c->fd);
                 c->fd = -1;
                 r.errors++;
+            } else if (load.tls) {
+                r.secured++;
             }
         }
     int *idle = NULL;
