@@ -93,7 +93,7 @@ NGINX_STREAM = ["/usr/lib/nginx/modules/ngx_stream_module.so",
 
 # TLS 1.3 echo servers: libsockkit's example and a naive peer serve the echo
 # themselves; HAProxy, nginx and stunnel terminate TLS and relay the plaintext
-# to a fresh raw-epoll echo (ECHO), as the proxies do. "floor, no TLS" is that
+# to a fresh raw-epoll echo (ECHO), as the proxies do. "floor plain" is that
 # echo served directly with a plaintext load: what TLS costs.
 SK_ECHO = "sk-echo-server"
 TLS_SERVERS = {
@@ -104,7 +104,7 @@ TLS_SERVERS = {
     "nginx tls": ("nginx", [], "nginx stream module, listen ssl, 1 worker, to the echo"),
     "stunnel tls": ("stunnel", [], "stunnel, a thread per connection, to the echo"),
     "naive-tls-thread": ("naive-tls-thread", [], "peer: thread per connection, blocking OpenSSL"),
-    "floor, no TLS": ("direct", [], "no TLS: the echo itself, plaintext load"),
+    "floor plain": ("direct", [], "no TLS: the echo itself, plaintext load"),
 }
 # What sk-bench adds to a scenario's load for every TLS server.
 TLS_CLIENT = ["--tls-no-verify"]
