@@ -3,6 +3,7 @@
  * pseudo-random pattern, starting at its own offset; what comes back must be
  * the next bytes of that slice, so a lost, repeated or reordered byte shows. */
 #include "load.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -86,9 +87,25 @@ static void set_interest(struct worker *w, struct conn *c, uint32_t events, bool
 static void drop(struct worker *w, struct conn *c)
 {
     w->errors++;
+    tls_end(c, false);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+}
+
+/* Send once: bytes taken (> 0), 0 if the socket would block, -1 on failure. */
+static ssize_t put(struct conn *c, const unsigned char *p, size_t len)
+{
+    if (c->ssl)
+        return tls_send(c, p, len);
+    for (;;) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            return n;
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    }
 }
 
 /* Write what was issued and not sent; false if the connection failed. */
@@ -96,18 +113,14 @@ static bool pump_out(struct worker *w, struct conn *c)
 {
     while (c->sent < c->issued) {
         uint64_t left = c->issued - c->sent;
-        size_t len = left < CHUNK ? (size_t)left : CHUNK;
-        ssize_t n = send(c->fd, pattern_at(c->salt, c->sent), len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            c->sent += (uint64_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        ssize_t n = put(c, pattern_at(c->salt, c->sent), left < CHUNK ? (size_t)left : CHUNK);
+        if (n == 0)
             break;
-        } else {
+        if (n < 0) {
             drop(w, c);
             return false;
         }
+        c->sent += (uint64_t)n;
     }
     set_interest(w, c, EPOLLIN | (c->sent < c->issued ? EPOLLOUT : 0), false);
     return true;
@@ -117,9 +130,15 @@ static bool pump_out(struct worker *w, struct conn *c)
  * the connection failed (closed, reset, a wrong or unasked-for byte). */
 static ssize_t take_in(struct worker *w, struct conn *c)
 {
-    ssize_t n = recv(c->fd, w->buf, CHUNK, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return 0;
+    ssize_t n;
+    if (c->ssl) {
+        if ((n = tls_recv(c, w->buf, CHUNK)) == 0)
+            return 0;
+    } else {
+        n = recv(c->fd, w->buf, CHUNK, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return 0;
+    }
     if (n <= 0 || c->recvd + (uint64_t)n > c->sent ||
         memcmp(w->buf, pattern_at(c->salt, c->recvd), (size_t)n) != 0) {
         drop(w, c);
@@ -181,7 +200,7 @@ static void rate_begin(struct worker *w, struct conn *c)
             return;
         c->sent = c->recvd = 0;
         c->issued = load.size;
-        c->connected = false;
+        c->connected = c->secured = false;
         c->salt = (size_t)((w->cycles++ * 7919u + (uint64_t)(c - w->conns)) % PLEN);
         c->fd = start_connect();
         if (c->fd >= 0) {
@@ -190,6 +209,23 @@ static void rate_begin(struct worker *w, struct conn *c)
         }
         w->errors++;
     }
+}
+
+/* TLS: drive the handshake on a connected socket; true once it is done. */
+static bool rate_secure(struct worker *w, struct conn *c)
+{
+    int rc = c->ssl || tls_begin(c) == 0 ? tls_handshake(c) : -1;
+    if (rc < 0) {
+        drop(w, c);
+        rate_begin(w, c);
+        return false;
+    }
+    if (rc == 0) {
+        set_interest(w, c, c->want, false);
+        return false;
+    }
+    c->secured = true;
+    return true;
 }
 
 static void rate_event(struct worker *w, struct conn *c, uint32_t ev)
@@ -201,7 +237,14 @@ static void rate_event(struct worker *w, struct conn *c, uint32_t ev)
             return;
         }
         c->connected = true;
+        if (load.tls && !rate_secure(w, c))
+            return;
         if (!pump_out(w, c))
+            rate_begin(w, c);
+        return;
+    }
+    if (load.tls && !c->secured) {
+        if (rate_secure(w, c) && !pump_out(w, c))
             rate_begin(w, c);
         return;
     }
@@ -218,11 +261,14 @@ static void rate_event(struct worker *w, struct conn *c, uint32_t ev)
     if (c->recvd < load.size)
         return;
     uint64_t now = now_ns();
+    bool resumed = tls_resumed(c);
+    tls_end(c, true);
     close(c->fd);
     c->fd = -1;
     if (now >= load.t_start && now < load.t_end) {
         hist_add(&w->hist, now - c->started);
         w->msgs++;
+        w->resumed += resumed;
     }
     rate_begin(w, c);
 }

@@ -16,6 +16,9 @@
 
 enum mode { MODE_PINGPONG, MODE_RATE, MODE_IDLE };
 
+struct ssl_st;         /* OpenSSL's SSL, when the load speaks TLS (tls.h) */
+struct ssl_session_st; /* OpenSSL's SSL_SESSION */
+
 /* What every worker reads; set before the workers start. */
 struct load {
     enum mode mode;
@@ -23,20 +26,25 @@ struct load {
     int depth;                      /* messages in flight per connection */
     struct sockaddr_storage target; /* the server */
     socklen_t target_len;
+    bool tls;                /* every connection speaks TLS (tls.h) */
     uint64_t t_start, t_end; /* the measured window, CLOCK_MONOTONIC ns */
 };
 extern struct load load;
 
 struct conn {
     int fd;
-    uint32_t events;  /* epoll interest now registered */
-    bool connected;   /* rate mode: the connect has completed */
-    size_t salt;      /* where this stream starts in the pattern */
-    uint64_t issued;  /* bytes the load has asked to send */
-    uint64_t sent;    /* bytes written */
-    uint64_t recvd;   /* bytes received and verified */
-    uint64_t started; /* rate mode: when the connect began */
-    uint64_t *stamps; /* pingpong: send time of each message in flight (ring of depth) */
+    uint32_t events;    /* epoll interest now registered */
+    bool connected;     /* rate mode: the connect has completed */
+    bool secured;       /* rate mode, TLS: the handshake has completed */
+    size_t salt;        /* where this stream starts in the pattern */
+    uint64_t issued;    /* bytes the load has asked to send */
+    uint64_t sent;      /* bytes written */
+    uint64_t recvd;     /* bytes received and verified */
+    uint64_t started;   /* rate mode: when the connect began */
+    uint64_t *stamps;   /* pingpong: send time of each message in flight (ring of depth) */
+    struct ssl_st *ssl; /* TLS: the connection's state, or NULL */
+    struct ssl_session_st *session; /* TLS, rate mode: the slot's session to resume */
+    uint32_t want;                  /* TLS: the events the handshake waits for */
 };
 
 struct worker {
@@ -46,6 +54,7 @@ struct worker {
     int nconns;
     uint64_t cycles; /* rate mode: connections begun, to vary the bytes */
     uint64_t msgs, errors;
+    uint64_t resumed; /* TLS, rate mode: measured connections that resumed a session */
     unsigned char *buf;
     struct hist hist;
 };

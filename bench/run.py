@@ -22,6 +22,16 @@ stream module and socat; install them first (Debian):
 A proxy that is not there reads n/a. Its system calls per message are counted
 with perf stat (Debian: linux-perf), in a second, shorter load; --quick skips
 that count.
+
+The TLS scenarios (--only tls) measure TLS 1.3 echo servers: the libsockkit
+example sk-echo-server with --tls-cert/--tls-key (n/a while this build's
+does not take them), a naive thread-per-connection OpenSSL echo, and
+HAProxy, nginx's stream module and stunnel terminating TLS in front of the
+raw-epoll echo, on a self-signed certificate made for the run with the
+openssl command:
+
+    apt-get install -y haproxy nginx-light libnginx-mod-stream stunnel4 openssl
+    python3 bench/run.py --build build-bench --only tls --rounds 3
 """
 import argparse
 import json
@@ -78,6 +88,26 @@ PROXIES = {
 }
 NGINX_STREAM = ["/usr/lib/nginx/modules/ngx_stream_module.so",
                 "/usr/share/nginx/modules/ngx_stream_module.so"]
+
+# ---- TLS servers --------------------------------------------------------------
+
+# TLS 1.3 echo servers: libsockkit's example and a naive peer serve the echo
+# themselves; HAProxy, nginx and stunnel terminate TLS and relay the plaintext
+# to a fresh raw-epoll echo (ECHO), as the proxies do. "floor plain" is that
+# echo served directly with a plaintext load: what TLS costs.
+SK_ECHO = "sk-echo-server"
+TLS_SERVERS = {
+    # name: (program, extra arguments, what it is)
+    "epoll-et tls": (SK_ECHO, ["--backend", "epoll-et"], "libsockkit example, --tls-cert"),
+    "pthread tls": (SK_ECHO, ["--backend", "pthread"], "libsockkit example, --tls-cert"),
+    "haproxy tls": ("haproxy", [], "HAProxy, bind ssl, mode tcp, nbthread 1, to the echo"),
+    "nginx tls": ("nginx", [], "nginx stream module, listen ssl, 1 worker, to the echo"),
+    "stunnel tls": ("stunnel", [], "stunnel, a thread per connection, to the echo"),
+    "naive-tls-thread": ("naive-tls-thread", [], "peer: thread per connection, blocking OpenSSL"),
+    "floor plain": ("direct", [], "no TLS: the echo itself, plaintext load"),
+}
+# What sk-bench adds to a scenario's load for every TLS server.
+TLS_CLIENT = ["--tls-no-verify"]
 
 # ---- scenarios --------------------------------------------------------------
 
@@ -149,6 +179,47 @@ SCENARIOS = [
         "metric": "mb_s",
         "proxy": True,
     },
+    {
+        "key": "tls",
+        "family": "tls",
+        "title": "TLS 1.3 (AES-128-GCM): 64-byte ping-pong, 50 connections, 1 in flight",
+        "load": PINGPONG + ["--depth", "1"],
+        "servers": list(TLS_SERVERS),
+        "base": "haproxy tls",
+        "tls": TLS_CLIENT,
+    },
+    {
+        "key": "tls-64k",
+        "family": "tls",
+        "title": "TLS 1.3 (AES-128-GCM): 64 KiB messages, 50 connections, 1 in flight",
+        "load": ["--mode", "pingpong", "--conns", "50", "--size", "65536", "--depth", "1"],
+        "servers": list(TLS_SERVERS),
+        "base": "haproxy tls",
+        "metric": "mb_s",
+        "tls": TLS_CLIENT,
+    },
+    {
+        "key": "tls-full",
+        "family": "tls",
+        "title": "TLS 1.3 full handshakes: 8 clients looping connect, handshake, "
+                 "64-byte echo, close",
+        "load": ["--mode", "rate", "--conns", "8", "--size", "64"],
+        "servers": list(TLS_SERVERS),
+        "base": "haproxy tls",
+        "unit": "handshakes",
+        "tls": TLS_CLIENT,
+    },
+    {
+        "key": "tls-resumed",
+        "family": "tls",
+        "title": "TLS 1.3 resumed handshakes: as tls-full, each client resuming the "
+                 "session of its previous connection",
+        "load": ["--mode", "rate", "--conns", "8", "--size", "64"],
+        "servers": list(TLS_SERVERS),
+        "base": "haproxy tls",
+        "unit": "handshakes",
+        "tls": TLS_CLIENT + ["--tls-resume"],
+    },
 ]
 
 
@@ -177,19 +248,43 @@ def spawn_announced(argv, name, logf):
     """Start a program that prints "listening on ADDR ..." when ready: (proc, ADDR)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=logf,
                             start_new_session=True, text=True)
-    deadline = time.monotonic() + 5
-    line = ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            line = proc.stdout.readline()
-            break
-        if proc.poll() is not None:
-            break
+    try:
+        deadline = time.monotonic() + 5
+        line = ""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+            if ready:
+                line = proc.stdout.readline()
+                break
+            if proc.poll() is not None:
+                break
+    except BaseException:  # ^C or SIGTERM while waiting: stop it too
+        stop_server(proc)
+        raise
     if not line.startswith("listening on "):
         stop_server(proc)
         raise ServerFailed(f"{name}: no 'listening on' line (exit {proc.returncode})")
     return proc, line[len("listening on "):].split()[0]
+
+
+def spawn_on_port(argv, port, name, logf):
+    """Start a program told to listen on 127.0.0.1:port (it cannot report a
+    port of its own): (proc, its address) once the port accepts."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:  # ready when it accepts
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return proc, f"127.0.0.1:{port}"
+            except OSError:
+                time.sleep(0.05)
+    except BaseException:
+        stop_server(proc)
+        raise
+    stop_server(proc)
+    raise ServerFailed(f"{name}: not accepting on port {port} (exit {proc.returncode})")
 
 
 def stop_server(proc):
@@ -362,17 +457,7 @@ def start_proxy(bindir, name, echo, logf, tmp):
         argv = [sk_proxy_path(bindir), "--to", echo, "--listen", "127.0.0.1:0"] + extra
         return spawn_announced(argv, name, logf)
     port = free_port()
-    proc = subprocess.Popen(proxy_argv(name, echo, port, tmp), stdin=subprocess.DEVNULL,
-                            stdout=logf, stderr=logf, start_new_session=True)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:  # ready when it accepts
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    stop_server(proc)
-    raise ServerFailed(f"{name}: not accepting on port {port} (exit {proc.returncode})")
+    return spawn_on_port(proxy_argv(name, echo, port, tmp), port, name, logf)
 
 
 def cpu_ticks(pid):
@@ -451,38 +536,196 @@ def perf_pass(bindir, name, addr, pid, load, seconds, logdir):
     return {"syscalls_msg": syscalls / res["msgs"], "perf_cpu_ns_msg": task_ms * 1e6 / res["msgs"]}
 
 
-def run_proxy(bindir, name, load, timing, logdir, perf_seconds):
-    """A fresh echo and a fresh proxy in front of it under one load: the
-    sk-bench figures (the proxy as the server), or None. The echo's CPU is
-    not someone else's work: it is taken out of other_cpu_s."""
+def run_front(bindir, name, start, load, timing, logdir, perf_seconds, echo_behind=True):
+    """A fresh server under one load: the sk-bench figures, or None. With
+    echo_behind, a fresh echo first and the server relaying to it:
+    start(echo address, logf, tmp) gives (proc, address) of the server, or
+    None when sk-bench talks to the echo itself. The echo's CPU is not
+    someone else's work: it is taken out of other_cpu_s (and reported as
+    echo_cpu_s, echo_cpu_ns_msg)."""
     with tempfile.NamedTemporaryFile("w+", dir=logdir, prefix="server-", delete=False) as logf, \
-            tempfile.TemporaryDirectory(dir=logdir, prefix="proxy-") as tmp:
+            tempfile.TemporaryDirectory(dir=logdir, prefix="front-") as tmp:
         procs = []
         try:
-            echo, echo_addr = start_server(bindir, ECHO, logf)
-            procs.append(echo)
-            proxy, addr = echo, echo_addr
-            if PROXIES[name][0] != "direct":
-                proxy, addr = start_proxy(bindir, name, echo_addr, logf, tmp)
-                procs.append(proxy)
-            t0, e0 = time.monotonic(), cpu_ticks(echo.pid)
-            res = bench(bindir, name, addr, proxy.pid, load, timing)
-            t1, e1 = time.monotonic(), cpu_ticks(echo.pid)
+            echo, echo_addr = start_server(bindir, ECHO, logf) if echo_behind else (None, None)
+            if echo:
+                procs.append(echo)
+            front = start(echo_addr, logf, tmp)
+            if front:
+                procs.append(front[0])
+            server, addr = front or (echo, echo_addr)
+            t0, e0 = time.monotonic(), cpu_ticks(echo.pid) if echo else None
+            res = bench(bindir, name, addr, server.pid, load, timing)
+            t1, e1 = time.monotonic(), cpu_ticks(echo.pid) if echo else None
             if res is None:
                 return None
-            if proxy is not echo and e0 is not None and e1 is not None:
+            if server is not echo and e0 is not None and e1 is not None:
                 res["echo_cpu_s"] = (e1 - e0) * res.get("secs", 0) / (t1 - t0)
                 res["other_cpu_s"] = res.get("other_cpu_s", 0) - res["echo_cpu_s"]
+                if res.get("msgs"):
+                    res["echo_cpu_ns_msg"] = res["echo_cpu_s"] * 1e9 / res["msgs"]
             if perf_seconds:
-                res.update(perf_pass(bindir, name, addr, proxy.pid, load, perf_seconds, logdir))
+                res.update(perf_pass(bindir, name, addr, server.pid, load, perf_seconds, logdir))
             return res
         except ServerFailed as e:
             logf.seek(0)
             log(f"  {e}: {logf.read().strip()[-300:]}")
+            if isinstance(e, StartupRefused):
+                raise
             return None
         finally:
             for p in reversed(procs):
                 stop_server(p)
+
+
+def run_proxy(bindir, name, load, timing, logdir, perf_seconds):
+    """A fresh echo and a fresh proxy in front of it under one load: the
+    sk-bench figures (the proxy as the server), or None."""
+    def start(echo_addr, logf, tmp):
+        if PROXIES[name][0] == "direct":
+            return None
+        return start_proxy(bindir, name, echo_addr, logf, tmp)
+    return run_front(bindir, name, start, load, timing, logdir, perf_seconds)
+
+
+# ---- TLS servers ------------------------------------------------------------
+
+class StartupRefused(ServerFailed):
+    """A libsockkit TLS server exited at startup (its build does not take
+    --tls-cert yet, say): n/a, not a failure of the run."""
+
+
+def make_cert(tmp):
+    """A self-signed RSA-2048 certificate for localhost and 127.0.0.1, made
+    into tmp with the openssl command: {"cert", "key", "both"} (both: the
+    certificate then the key, as HAProxy's crt wants), or None."""
+    cert, key, both = (os.path.join(tmp, n) for n in ("cert.pem", "key.pem", "both.pem"))
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+            "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    try:
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log(f"note: openssl req failed ({e}): the TLS servers are n/a")
+        return None
+    if out.returncode != 0:
+        log(f"note: openssl req failed: {out.stderr.strip()[-300:]}: the TLS servers are n/a")
+        return None
+    with open(cert) as c, open(key) as k, open(both, "w") as f:
+        f.write(c.read() + k.read())
+    return {"cert": cert, "key": key, "both": both}
+
+
+_tls_client = {}
+
+
+def sk_bench_tls(bindir):
+    """Whether this build's sk-bench speaks TLS (built with OpenSSL 3)."""
+    if bindir not in _tls_client:
+        out = subprocess.run([os.path.join(bindir, "sk-bench"), "--help"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        _tls_client[bindir] = "--tls-no-verify" in out.stdout
+    return _tls_client[bindir]
+
+
+def sk_echo_path(bindir):
+    return os.path.join(os.path.dirname(bindir), "examples", SK_ECHO)
+
+
+def tls_available(bindir, name):
+    program = TLS_SERVERS[name][0]
+    if program == "direct":
+        return available(bindir, ECHO)
+    if not sk_bench_tls(bindir) or not shutil.which("openssl"):
+        return False
+    if program == SK_ECHO:
+        return os.access(sk_echo_path(bindir), os.X_OK)
+    if program == "naive-tls-thread":
+        return os.access(os.path.join(bindir, program), os.X_OK)
+    if not available(bindir, ECHO):
+        return False
+    if program == "nginx":
+        return shutil.which("nginx") is not None and nginx_stream_module() is not None
+    if program == "stunnel":
+        return stunnel_path() is not None
+    return shutil.which(program) is not None
+
+
+def stunnel_path():
+    """stunnel 5 is stunnel4 on Debian (stunnel there may be the stunnel3 wrapper)."""
+    return shutil.which("stunnel4") or shutil.which("stunnel")
+
+
+def tls_argv(name, echo, port, tmp, certs):
+    """The command line of a third-party TLS terminator on 127.0.0.1:port
+    relaying to echo, its configuration written into tmp."""
+    program = TLS_SERVERS[name][0]
+    if program == "haproxy":
+        cfg = os.path.join(tmp, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(f"global\n    nbthread 1\n    maxconn {max_conns()}\n"
+                    "defaults\n    mode tcp\n    timeout connect 5s\n"
+                    "    timeout client 1m\n    timeout server 1m\n"
+                    f"listen relay\n    bind 127.0.0.1:{port} ssl crt {certs['both']}\n"
+                    f"    server echo {echo}\n")
+        return ["haproxy", "-f", cfg, "-db"]
+    if program == "nginx":
+        cfg = os.path.join(tmp, "nginx.conf")
+        with open(cfg, "w") as f:
+            f.write(f"load_module {nginx_stream_module()};\n"
+                    "master_process off;\ndaemon off;\nworker_processes 1;\n"
+                    f"pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\n"
+                    f"events {{ worker_connections {max_conns()}; }}\n"
+                    f"stream {{ server {{ listen 127.0.0.1:{port} ssl;\n"
+                    f"    ssl_certificate {certs['cert']};\n"
+                    f"    ssl_certificate_key {certs['key']};\n"
+                    # nginx 1.22 offers TLS 1.0-1.2 alone unless told
+                    "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+                    f"    proxy_pass {echo}; }} }}\n")
+        return ["nginx", "-p", tmp + "/", "-c", cfg, "-e", f"{tmp}/error.log"]
+    # stunnel: foreground, no pid file, errors only (HAProxy logs nothing here,
+    # nginx errors only), TCP_NODELAY on both sides as every other server here.
+    cfg = os.path.join(tmp, "stunnel.conf")
+    with open(cfg, "w") as f:
+        f.write("foreground = yes\npid =\nsyslog = no\ndebug = err\n"
+                f"output = {tmp}/stunnel.log\n"
+                "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n"
+                f"[echo]\naccept = 127.0.0.1:{port}\nconnect = {echo}\n"
+                f"cert = {certs['cert']}\nkey = {certs['key']}\n")
+    return [stunnel_path(), cfg]
+
+
+def start_tls(bindir, name, echo, logf, tmp, certs):
+    """A TLS server (relaying to echo if it is a terminator): (proc, its
+    address), or None for the echo itself (no TLS)."""
+    program, extra, _ = TLS_SERVERS[name]
+    if program == "direct":
+        return None
+    if program == SK_ECHO:
+        argv = [sk_echo_path(bindir), "--listen", "127.0.0.1:0"] + extra + \
+            ["--tls-cert", certs["cert"], "--tls-key", certs["key"]]
+        try:
+            return spawn_announced(argv, name, logf)
+        except ServerFailed as e:
+            raise StartupRefused(str(e)) from None
+    if program == "naive-tls-thread":
+        argv = [os.path.join(bindir, program), "--listen", "127.0.0.1:0",
+                "--cert", certs["cert"], "--key", certs["key"]]
+        return spawn_announced(argv, name, logf)
+    port = free_port()
+    return spawn_on_port(tls_argv(name, echo, port, tmp, certs), port, name, logf)
+
+
+def run_tls(bindir, name, load, timing, logdir, perf_seconds, certs):
+    """A fresh TLS server (and the echo behind it, for the terminators) under
+    one load: the sk-bench figures, or None. Raises StartupRefused when a
+    libsockkit TLS server does not start."""
+    program = TLS_SERVERS[name][0]
+    behind = program not in (SK_ECHO, "naive-tls-thread")
+    return run_front(bindir, name, lambda echo, logf, tmp: start_tls(bindir, name, echo, logf,
+                                                                      tmp, certs),
+                     load, timing, logdir, perf_seconds, echo_behind=behind)
 
 
 # ---- the run ----------------------------------------------------------------
@@ -499,12 +742,16 @@ def plan(args):
             if sc.get("idle"):
                 runs.append((sc, name, sc["load"], "without"))
                 runs.append((sc, name, sc["load"] + ["--idle", str(args.idle)], "with"))
+            elif sc.get("tls") and TLS_SERVERS[name][0] != "direct":
+                runs.append((sc, name, sc["load"] + sc["tls"], ""))
             else:
                 runs.append((sc, name, sc["load"], ""))
     return runs
 
 
 def available(bindir, name):
+    if name in TLS_SERVERS:
+        return tls_available(bindir, name)
     if name in PROXIES:
         return proxy_available(bindir, name)
     return os.access(os.path.join(bindir, SERVERS[name][0]), os.X_OK)
@@ -516,7 +763,12 @@ def run_all(args, bindir, logdir):
     perf_seconds = 0 if args.quick or not shutil.which("perf") else max(1.0, args.duration / 2)
     results = {}  # (scenario key, server, tag) -> [figures of each round]
     failures = []
+    refused = set()  # libsockkit TLS servers that did not start: n/a
     runs = plan(args)
+    certs = None
+    if any(r[0].get("tls") and available(bindir, r[1]) and TLS_SERVERS[r[1]][0] != "direct"
+           for r in runs):
+        certs = make_cert(logdir)
     for rnd in range(args.rounds):
         log(f"round {rnd + 1}/{args.rounds}")
         for sc in SCENARIOS:
@@ -528,15 +780,25 @@ def run_all(args, bindir, logdir):
             for _, name, load, tag in mine[shift:] + mine[:shift]:
                 key = (sc["key"], name, tag)
                 results.setdefault(key, [])
-                if not available(bindir, name):
+                if not available(bindir, name) or name in refused:
+                    continue
+                if sc.get("tls") and certs is None and TLS_SERVERS[name][0] != "direct":
                     continue
                 res = None
                 for attempt in range(1 + args.retries):
                     wait_quiet(args)
-                    if sc.get("proxy"):
-                        got = run_proxy(bindir, name, load, timing, logdir, perf_seconds)
-                    else:
-                        got = run_one(bindir, name, load, timing, logdir)
+                    try:
+                        if sc.get("tls"):
+                            got = run_tls(bindir, name, load, timing, logdir, perf_seconds,
+                                          certs)
+                        elif sc.get("proxy"):
+                            got = run_proxy(bindir, name, load, timing, logdir, perf_seconds)
+                        else:
+                            got = run_one(bindir, name, load, timing, logdir)
+                    except StartupRefused:
+                        log(f"  {name}: did not start with the TLS options: n/a from now on")
+                        refused.add(name)
+                        got = None
                     if got is None:
                         break
                     # Keep the quietest attempt; when something else kept the
@@ -548,14 +810,17 @@ def run_all(args, bindir, logdir):
                     log(f"  {name}: {busy_elsewhere(got):.2f} CPUs busy elsewhere: again")
                     time.sleep(2)
                 if res is None:
-                    failures.append(key)
+                    if name not in refused:
+                        failures.append(key)
                 else:
                     res["round"] = rnd
                     results[key].append(res)
                 shown = "n/a" if res is None else f"{res.get('msgs_s', 0):.0f}/s"
                 if res is not None and "syscalls_msg" in res:
                     shown += f" {res['syscalls_msg']:.2f} syscalls/msg"
-                log(f"  {sc['key']:9} {name:13} {tag:8} {shown}")
+                if res is not None and res.get("handshakes") and "--tls-resume" in load:
+                    shown += f" resumed {res['resumed'] / res['handshakes']:.0%}"
+                log(f"  {sc['key']:11} {name:16} {tag:8} {shown}")
     return results, failures
 
 
@@ -609,9 +874,47 @@ def proxy_table(sc, results):
     return head, rows
 
 
+def tls_table(sc, results):
+    """The table of a TLS scenario. The server CPU is the TLS server's (the
+    terminator's, for HAProxy, nginx and stunnel); the echo behind a
+    terminator has its own column."""
+    key, base = sc["key"], sc["base"]
+    metric = sc.get("metric", "msgs_s")
+    rate = sc.get("unit") == "handshakes"
+    unit = "handshakes/s" if rate else {"msgs_s": "msgs/s", "mb_s": "MB/s"}[metric]
+    per = "hs" if rate else "msg"
+    head = ["server", unit, f"× {base}", f"server CPU µs/{per}", f"echo CPU µs/{per}",
+            f"syscalls/{per}", f"µs/{per} under perf", "client CPU", "p50 µs", "p99 µs",
+            "p99.9 µs"] + (["resumed"] if rate else []) + ["errors"]
+    rows = []
+
+    def us(k, field):
+        v = med(results, k, field)
+        return fmt(v / 1e3 if v is not None else None, ".2f")
+    for name in sc["servers"]:
+        k = (key, name, "")
+        val = med(results, k, metric)
+        cli, secs = med(results, k, "cli_cpu_s"), med(results, k, "secs")
+        errs = sum(r.get("errors", 0) for r in results.get(k, []))
+        hs = sum(r.get("handshakes", 0) for r in results.get(k, []))
+        resumed = sum(r.get("resumed", 0) for r in results.get(k, []))
+        rows.append([name, fmt(val, ".1f" if metric == "mb_s" else ".0f"),
+                     fmt_ratio(ratio_med(results, k, (key, base, ""), metric)),
+                     us(k, "srv_cpu_ns_msg"), us(k, "echo_cpu_ns_msg"),
+                     fmt(med(results, k, "syscalls_msg"), ".2f"), us(k, "perf_cpu_ns_msg"),
+                     fmt(cli / secs if cli is not None and secs else None, ".0%"),
+                     fmt(med(results, k, "p50_us"), ".0f"), fmt(med(results, k, "p99_us"), ".0f"),
+                     fmt(med(results, k, "p999_us"), ".0f")]
+                    + ([fmt(resumed / hs if hs else None, ".0%")] if rate else [])
+                    + [f"{errs:.0f}"])
+    return head, rows
+
+
 def scenario_table(sc, results, idle):
     """A markdown table for a scenario: header, rows."""
     key, base = sc["key"], sc["base"]
+    if sc.get("tls"):
+        return tls_table(sc, results)
     if sc.get("proxy"):
         return proxy_table(sc, results)
     if sc.get("idle"):
@@ -729,6 +1032,37 @@ def proxy_targets(results):
     return ["proxy target", "measured", "goal", ""], rows
 
 
+def tls_targets(results):
+    """The TLS targets: (what, measured, goal, met) rows."""
+    rows = []
+
+    def check(what, value, goal):
+        if value is None:
+            rows.append([what, "n/a", goal, "n/a"])
+            return
+        met = value >= float(goal.split()[-1].rstrip("×"))
+        rows.append([what, f"{value:.2f}×", goal, "met" if met else "MISSED"])
+
+    def r(sc_a, a, sc_b, b, field="msgs_s"):
+        return ratio_med(results, (sc_a, a, ""), (sc_b, b, ""), field)
+
+    et = "epoll-et tls"
+    for peer, goal in (("haproxy tls", "≥ 2.00×"), ("stunnel tls", "≥ 4.00×"),
+                       ("naive-tls-thread", "≥ 1.00×")):
+        check(f"ping-pong: {et} / {peer}, msgs/s", r("tls", et, "tls", peer), goal)
+    check("ping-pong: pthread tls / naive-tls-thread, msgs/s",
+          r("tls", "pthread tls", "tls", "naive-tls-thread"), "≥ 1.00×")
+    check(f"64 KiB: {et} / haproxy tls, MB/s",
+          r("tls-64k", et, "tls-64k", "haproxy tls", "mb_s"), "≥ 1.00×")
+    check(f"full handshakes: {et} / haproxy tls, per s",
+          r("tls-full", et, "tls-full", "haproxy tls"), "≥ 0.95×")
+    check(f"resumed handshakes: {et} / haproxy tls, per s",
+          r("tls-resumed", et, "tls-resumed", "haproxy tls"), "≥ 0.95×")
+    check(f"{et}: resumed / full handshakes per s",
+          r("tls-resumed", et, "tls-full", et), "≥ 1.50×")
+    return ["TLS target", "measured", "goal", ""], rows
+
+
 def markdown(head, rows):
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -760,6 +1094,10 @@ def report(args, results, elapsed):
         head, rows = proxy_targets(results)
         parts_md.append(f"### Proxy targets\n\n{markdown(head, rows)}\n")
         parts_txt.append(f"== proxy targets\n{text_table(head, rows)}\n")
+    if any(sc.get("tls") and selected(args, sc) for sc in SCENARIOS):
+        head, rows = tls_targets(results)
+        parts_md.append(f"### TLS targets\n\n{markdown(head, rows)}\n")
+        parts_txt.append(f"== TLS targets\n{text_table(head, rows)}\n")
     cmd = "python3 bench/run.py " + " ".join(sys.argv[1:])
     others = [busy_elsewhere(r) for runs in results.values() for r in runs]
     took = "" if args.from_json else f"{elapsed / 60:.1f} min in all; "
@@ -795,7 +1133,8 @@ def main():
     ap.add_argument("--duration", type=float, default=2.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections (idle scenario)")
-    ap.add_argument("--only", help="comma-separated scenario keys (proxy: proxy, proxy-64k)")
+    ap.add_argument("--only", help="comma-separated scenario keys (proxy: proxy, proxy-64k; "
+                    "tls: tls, tls-64k, tls-full, tls-resumed)")
     ap.add_argument("--servers", help="comma-separated server names (the base always runs)")
     ap.add_argument("--max-other", type=float, default=0.25,
                     help="CPUs busy elsewhere that make a run be repeated (default 0.25)")
@@ -825,6 +1164,14 @@ def main():
                 log(f"note: {PROXIES[name][0]} not found: {name} is n/a")
         if not args.quick and not shutil.which("perf"):
             log("note: no perf: the proxies' system calls per message are n/a")
+    if any(sc.get("tls") and selected(args, sc) for sc in SCENARIOS):
+        if not sk_bench_tls(bindir):
+            log("note: sk-bench built without OpenSSL 3: the TLS servers are n/a")
+        elif not shutil.which("openssl"):
+            log("note: no openssl command to make a certificate: the TLS servers are n/a")
+        for name in TLS_SERVERS:
+            if not available(bindir, name):
+                log(f"note: {TLS_SERVERS[name][0]} not found: {name} is n/a")
 
     # Every server and the load generator inherit the raised descriptor limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -9,6 +9,13 @@
  *   idle      pingpong on N connections while K more stay open and silent
  *             (each did one 1-byte echo first, so the server really holds it).
  *
+ * --tls-no-verify: pingpong and rate speak TLS 1.3 (TLS_AES_128_GCM_SHA256
+ * only) over every connection, without verifying the server's certificate
+ * (loopback, a throw-away certificate). Pingpong does its handshakes before
+ * the warm-up; rate does a full handshake per connection, or with
+ * --tls-resume resumes the session of the slot's previous connection, and
+ * reports how many measured connections did resume.
+ *
  * Nothing is counted during the warm-up; then, for `duration` seconds, every
  * completed message (or connection) is counted and its latency recorded. With
  * --server-pid, the server's CPU time (it and its children) is sampled at the
@@ -17,6 +24,7 @@
  */
 #include "load.h"
 #include "proc.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -45,6 +53,7 @@ static struct {
     int threads;
     int idle;
     pid_t server_pid;
+    bool tls_resume;
 } opt = {.conns = 50, .duration = 5, .warmup = 0.5, .threads = 1};
 
 static void sleep_until(uint64_t t)
@@ -95,6 +104,28 @@ static int connect_now(void)
         return -1;
     }
     return fd;
+}
+
+/* TLS over a connected socket, waiting at most 10 s: 0, or -1. */
+static int secure_now(struct conn *c)
+{
+    if (tls_begin(c) < 0)
+        return -1;
+    int ep = epoll_create1(EPOLL_CLOEXEC), rc = ep >= 0 ? 0 : -1;
+    uint64_t give_up = now_ns() + 10000000000u;
+    while (rc == 0 && (rc = tls_handshake(c)) == 0 && now_ns() < give_up) {
+        struct epoll_event ev = {.events = c->want};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0 || epoll_wait(ep, &ev, 1, 1000) < 0 ||
+            epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL) < 0)
+            rc = -1;
+    }
+    if (ep >= 0)
+        close(ep);
+    if (rc != 1) {
+        tls_end(c, false);
+        return -1;
+    }
+    return 0;
 }
 
 static void close_hard(int fd)
@@ -155,19 +186,27 @@ static int open_idle(int *fds, int k)
 
 /* ---- setup and report --------------------------------------------------- */
 
+static const char tls_usage[] =
+    "  --tls-no-verify            TLS 1.3 (AES-128-GCM), the server's certificate NOT\n"
+    "                             verified: loopback benchmarks only (pingpong, rate)\n"
+    "  --tls-resume               rate with TLS: resume each slot's previous session\n";
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: sk-bench --connect HOST:PORT [options]\n"
-               "  --mode pingpong|rate|idle  load to apply (pingpong)\n"
-               "  --conns N                  active connections or rate slots (50)\n"
-               "  --size BYTES               message size (64)\n"
-               "  --depth D                  messages in flight per connection (1)\n"
-               "  --duration S               measured seconds (5)\n"
-               "  --warmup S                 unmeasured seconds first (0.5)\n"
-               "  --threads T                load threads (1)\n"
-               "  --idle K                   idle connections held open (idle mode: 10000)\n"
-               "  --server-pid PID           sample the server's CPU time and RSS\n"
-               "Prints one line of key=value pairs.\n");
+    fprintf(f,
+            "usage: sk-bench --connect HOST:PORT [options]\n"
+            "  --mode pingpong|rate|idle  load to apply (pingpong)\n"
+            "  --conns N                  active connections or rate slots (50)\n"
+            "  --size BYTES               message size (64)\n"
+            "  --depth D                  messages in flight per connection (1)\n"
+            "  --duration S               measured seconds (5)\n"
+            "  --warmup S                 unmeasured seconds first (0.5)\n"
+            "  --threads T                load threads (1)\n"
+            "  --idle K                   idle connections held open (idle mode: 10000)\n"
+            "  --server-pid PID           sample the server's CPU time and RSS\n"
+            "%s"
+            "Prints one line of key=value pairs.\n",
+            tls_built() ? tls_usage : "");
 }
 
 static void parse(int argc, char **argv)
@@ -176,7 +215,8 @@ static void parse(int argc, char **argv)
         {"connect", 1, NULL, 'c'},    {"mode", 1, NULL, 'm'},    {"conns", 1, NULL, 'n'},
         {"size", 1, NULL, 's'},       {"depth", 1, NULL, 'd'},   {"duration", 1, NULL, 't'},
         {"warmup", 1, NULL, 'w'},     {"threads", 1, NULL, 'T'}, {"idle", 1, NULL, 'i'},
-        {"server-pid", 1, NULL, 'p'}, {"help", 0, NULL, 'h'},    {NULL, 0, NULL, 0}};
+        {"server-pid", 1, NULL, 'p'}, {"help", 0, NULL, 'h'},    {"tls-no-verify", 0, NULL, 'S'},
+        {"tls-resume", 0, NULL, 'R'}, {NULL, 0, NULL, 0}};
     int ch, idle_set = 0;
     load.mode = MODE_PINGPONG;
     load.size = 64;
@@ -221,6 +261,12 @@ static void parse(int argc, char **argv)
         case 'p':
             opt.server_pid = (pid_t)atoi(optarg);
             break;
+        case 'S':
+            load.tls = true;
+            break;
+        case 'R':
+            opt.tls_resume = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -232,6 +278,10 @@ static void parse(int argc, char **argv)
         opt.idle = 10000;
     if (!opt.addr || optind != argc || opt.conns < 1 || load.size < 1 || load.size > CHUNK ||
         load.depth < 1 || opt.duration <= 0 || opt.warmup < 0 || opt.threads < 1 || opt.idle < 0)
+        goto bad;
+    /* Idle connections stay plaintext; resuming needs a slot's previous connection. */
+    if ((load.tls && (load.mode == MODE_IDLE || opt.idle > 0)) ||
+        (opt.tls_resume && (!load.tls || load.mode != MODE_RATE)))
         goto bad;
     if (opt.threads > opt.conns)
         opt.threads = opt.conns;
@@ -273,7 +323,8 @@ static const char *mode_name(void)
 }
 
 struct result {
-    uint64_t msgs, errors;
+    uint64_t msgs, errors, resumed;
+    uint64_t secured; /* pingpong, TLS: connections whose handshake completed */
     int idle_failed;
     double srv_cpu, cli_cpu, busy_cpu, idle_setup_s;
     long rss_before, rss_idle, rss_end;
@@ -293,6 +344,10 @@ static void report(const struct result *r)
            (double)hist_quantile(&r->hist, 0.999) / 1e3, (double)r->hist.max / 1e3,
            (unsigned long long)(r->errors + (uint64_t)r->idle_failed));
     printf(" cli_cpu_s=%.3f", r->cli_cpu);
+    if (load.tls) /* handshakes: of the measured messages' connections */
+        printf(" tls=1 handshakes=%llu resumed=%llu",
+               (unsigned long long)(load.mode == MODE_RATE ? r->msgs : r->secured),
+               (unsigned long long)r->resumed);
     if (opt.server_pid > 0 && r->srv_cpu >= 0)
         printf(" srv_cpu_s=%.3f srv_cpu_ns_msg=%.1f other_cpu_s=%.3f", r->srv_cpu,
                r->msgs ? r->srv_cpu * 1e9 / msgs : 0.0, r->busy_cpu - r->srv_cpu - r->cli_cpu);
@@ -344,6 +399,8 @@ int main(int argc, char **argv)
         return 2;
     }
     raise_nofile((rlim_t)opt.conns + (rlim_t)opt.idle + 64);
+    if (load.tls && tls_setup(opt.tls_resume) < 0)
+        return 2;
     if (make_pattern() < 0) {
         fprintf(stderr, "sk-bench: out of memory\n");
         return 2;
@@ -355,9 +412,17 @@ int main(int argc, char **argv)
         return 2;
     }
     if (load.mode != MODE_RATE)
-        for (int i = 0; i < opt.conns; i++)
-            if ((ws[0].conns[i].fd = connect_now()) < 0)
+        for (int i = 0; i < opt.conns; i++) {
+            struct conn *c = &ws[0].conns[i];
+            if ((c->fd = connect_now()) < 0 || (load.tls && secure_now(c) < 0)) {
+                if (c->fd >= 0)
+                    close(c->fd);
+                c->fd = -1;
                 r.errors++;
+            } else if (load.tls) {
+                r.secured++;
+            }
+        }
     int *idle = NULL;
     if (opt.server_pid > 0)
         r.rss_before = proc_rss_kb(opt.server_pid);
@@ -392,6 +457,7 @@ int main(int argc, char **argv)
         pthread_join(ws[t].tid, NULL);
         r.msgs += ws[t].msgs;
         r.errors += ws[t].errors;
+        r.resumed += ws[t].resumed;
         hist_merge(&r.hist, &ws[t].hist);
     }
     report(&r);
