@@ -52,9 +52,10 @@ struct sk__tls_io {
     size_t wlen, woff, wcap;
     int err;         /* the last socket error the BIO met, -errno, or 0 */
     bool short_read; /* the BIO's last recv() returned less than asked: the socket is empty */
+    bool block;      /* the next recv() may wait (a parked reader): once */
     bool fin_owed;   /* shutdown(SHUT_WR) once the buffer is sent */
     bool fin_sent;
-    bool closed;     /* close_notify sent: what comes is drained, not decrypted */
+    bool closed;     /* close_notify sent (reading goes on: a half-close) */
     bool ended;      /* `end` is owed to the next read (met after returning data) */
     ssize_t end;
     char *peer;      /* sk_conn_tls_peer(), made once */
@@ -92,22 +93,20 @@ static int bio_read(BIO *b, char *buf, int len)
 {
     struct sk__tls_io *io = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    for (;;) {
-        ssize_t n = recv(io->fd, buf, (size_t)len, MSG_DONTWAIT);
-        if (n >= 0) {
-            io->short_read = n < len;
-            return (int)n;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            io->short_read = true;
-            BIO_set_retry_read(b);
-        } else {
-            io->err = -errno;
-        }
-        return -1;
+    ssize_t n = recv(io->fd, buf, (size_t)len, io->block ? 0 : MSG_DONTWAIT);
+    io->block = false;
+    if (n >= 0) {
+        io->short_read = n < len;
+        return (int)n;
     }
+    /* EINTR: a parked reader woken, or a signal: try again later, as for EAGAIN */
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        io->short_read = true;
+        BIO_set_retry_read(b);
+    } else {
+        io->err = -errno;
+    }
+    return -1;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -575,10 +574,6 @@ static ssize_t io_read(struct sk__tls_io *io, void *buf, size_t len)
         io->ended = false;
         return io->end;
     }
-    if (io->closed) { /* after our close_notify: drain, do not decrypt */
-        ssize_t n = recv(io->fd, buf, len, MSG_DONTWAIT);
-        return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    }
     size_t got = 0;
     ssize_t end = -EAGAIN;
     while (got < len) {
@@ -664,8 +659,9 @@ static int io_shutdown(struct sk__tls_io *io)
 
 static ssize_t tp_read(sk_conn *c, void *buf, size_t len, bool wait)
 {
-    (void)wait; /* never parked: single.c parks plain connections only */
-    return io_read(c->tp_state, buf, len);
+    struct sk__tls_io *io = c->tp_state;
+    io->block = wait; /* a parked reader (single.c): its first recv() waits */
+    return io_read(io, buf, len);
 }
 
 static ssize_t tp_writev(sk_conn *c, const struct iovec *iov, int n)
@@ -681,7 +677,7 @@ static int tp_shutdown(sk_conn *c)
 static bool tp_has_pending(const sk_conn *c)
 {
     const struct sk__tls_io *io = c->tp_state;
-    return io->ended || (!io->closed && SSL_has_pending(io->ssl));
+    return io->ended || SSL_has_pending(io->ssl);
 }
 
 static void tp_free(sk_conn *c)
@@ -950,6 +946,14 @@ ssize_t sk_tls_read_some(sk_tls_stream *s, void *buf, size_t len, int timeout_ms
         if (w < 0)
             return w;
     }
+}
+
+int sk_tls_shutdown(sk_tls_stream *s, int timeout_ms)
+{
+    if (!s)
+        return -EINVAL;
+    int rc = io_shutdown(s->io);
+    return rc < 0 ? rc : stream_drain(s->io, deadline_of(timeout_ms));
 }
 
 int sk_tls_stream_fd(const sk_tls_stream *s)

@@ -122,6 +122,12 @@ ssize_t sk_tls_read_some(sk_tls_stream *s, void *buf, size_t len, int timeout_ms
     return SK_ENOTLS;
 }
 
+int sk_tls_shutdown(sk_tls_stream *s, int timeout_ms)
+{
+    (void)s, (void)timeout_ms;
+    return SK_ENOTLS;
+}
+
 int sk_tls_stream_fd(const sk_tls_stream *s)
 {
     (void)s;

@@ -258,7 +258,9 @@ SK_API ssize_t sk_tls_write_all(sk_tls_stream *stream, const void *buf, size_t l
                                 int timeout_ms);
 
 /**
- * Read what is there (at least one byte), as sk_read_some() does.
+ * Read what is there (at least one byte), as sk_read_some() does. A read
+ * shorter than @p len took all that had arrived: poll the descriptor
+ * (sk_tls_stream_fd()) before the next; after a full one, read again first.
  * @param stream     The connection.
  * @param buf        Where to.
  * @param len        At most this many.
@@ -276,6 +278,17 @@ SK_API ssize_t sk_tls_read_some(sk_tls_stream *stream, void *buf, size_t len, in
  * @since 1.1
  */
 SK_API int sk_tls_stream_fd(const sk_tls_stream *stream);
+
+/**
+ * End the stream's output: close_notify, then a FIN, waiting at most
+ * @p timeout_ms for the socket to take them. Reading goes on: the peer may
+ * still send until it closes (sk_tls_read_some() then returns 0).
+ * @param stream     The connection.
+ * @param timeout_ms The whole wait; < 0: none.
+ * @return 0; -ETIMEDOUT; -EPIPE, -ECONNRESET; -EINVAL.
+ * @since 1.1
+ */
+SK_API int sk_tls_shutdown(sk_tls_stream *stream, int timeout_ms);
 
 /**
  * Send close_notify, close the socket and free the stream. NULL is ignored.

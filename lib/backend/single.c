@@ -246,7 +246,7 @@ static bool single_settle(struct sk__single *l)
 static bool can_park(struct sk__single *l, bool held)
 {
     sk_conn *c = l->conns[0];
-    if (!l->park || l->n != 1 || c->outbound || held || c->tp != &sk__transport_plain ||
+    if (!l->park || l->n != 1 || c->outbound || held || c->handshaking ||
         !sk__conn_takes_input(c))
         return false;
     sk__conn_lock(c);
