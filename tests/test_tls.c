@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -622,6 +623,131 @@ static void broadcast_between_tls_clients(void **state)
     sk_tls_free(tls);
 }
 
+/* ---- outbound TLS on the loop ----------------------------------------------- */
+
+/* The server under test speaks plain to its client; "up ADDR" opens ADDR
+ * over TLS from the client's callback, "send TEXT" goes up, what comes down
+ * goes back as "up: TEXT". A client's data is its upstream, and the other
+ * way round. */
+static void relay_open(sk_conn *c)
+{
+    sk_conn *client = sk_conn_data(c);
+    if (!sk_conn_outbound(c) || !client)
+        return;
+    const char *v = sk_conn_tls_version(c);
+    sk_conn_sendf(client, "open %s\n", v ? v : "plain");
+}
+
+static void relay_close(sk_conn *c, sk_close_reason why)
+{
+    sk_conn *other = sk_conn_data(c);
+    shared_add(&sh->closes[why]);
+    if (!other)
+        return;
+    sk_conn_set_data(other, NULL);
+    if (sk_conn_outbound(c))
+        sk_conn_sendf(other, "closed %s %d\n", sk_close_reason_name(why), sk_conn_error(c));
+    else
+        sk_conn_close(other);
+}
+
+static void relay_line(sk_conn *c, char *line, size_t len)
+{
+    sk_conn *other = sk_conn_data(c);
+    if (sk_conn_outbound(c)) {
+        if (other)
+            sk_conn_sendf(other, "up: %.*s\n", (int)len, line);
+    } else if (strncmp(line, "up ", 3) == 0 && !other) {
+        sk_conn *up = NULL;
+        int rc = sk_server_connect_tls(sk_conn_server(c), line + 3, 3000 * test_scale(),
+                                       client_tls, "localhost", c, &up);
+        if (rc < 0 || !up)
+            sk_conn_sendf(c, "refused %d\n", rc);
+        else
+            sk_conn_set_data(c, up);
+    } else if (strncmp(line, "send ", 5) == 0 && other) {
+        sk_conn_sendf(other, "%s\n", line + 5);
+    }
+}
+
+/* An upstream served by a thread of the test process. */
+struct upstream {
+    sk_server *s;
+    pthread_t thread;
+    char addr[SK_ADDR_STRLEN];
+};
+
+static void *upstream_main(void *arg)
+{
+    sk_server_run(((struct upstream *)arg)->s);
+    return NULL;
+}
+
+static void upstream_start(struct upstream *u, sk_tls *tls)
+{
+    u->s = sk_server_new("127.0.0.1:0");
+    assert_non_null(u->s);
+    sk_server_on_data(u->s, raw_echo);
+    if (tls)
+        assert_int_equal(sk_server_set_tls(u->s, tls), 0);
+    assert_int_equal(sk_server_bind(u->s), 0);
+    sk_server_address(u->s, u->addr, sizeof(u->addr));
+    assert_int_equal(pthread_create(&u->thread, NULL, upstream_main, u), 0);
+}
+
+static void upstream_stop(struct upstream *u)
+{
+    sk_server_stop(u->s);
+    pthread_join(u->thread, NULL);
+    sk_server_free(u->s);
+}
+
+static void outbound_tls_on_the_loop(void **state)
+{
+    (void)state;
+    if (strcmp(backend, "fork") == 0 && workers > 0)
+        skip(); /* a pool serves one connection per worker at a time */
+    struct running r;
+    sk_server *s = new_server(relay_line);
+    sk_server_on_open(s, relay_open);
+    sk_server_on_close(s, relay_close);
+    sk_server_set_framing(s, SK_FRAMING_LINES, 1024);
+    start(&r, s); /* forked before the upstreams' threads exist */
+    sk_tls *good = server_config("server", NULL, NULL), *old = server_config("expired", NULL, NULL);
+    struct upstream up[3];
+    upstream_start(&up[0], good);
+    upstream_start(&up[1], old);
+    upstream_start(&up[2], NULL); /* speaks no TLS at all */
+    char q[SK_ADDR_STRLEN + 8];
+    int c = dial(&r);
+    snprintf(q, sizeof(q), "up %s\n", up[0].addr);
+    assert_int_equal(sk_write_all(c, q, strlen(q), 1000), (ssize_t)strlen(q));
+    expect_text(c, "open TLSv1.3\n"); /* on_open after the handshake */
+    assert_int_equal(sk_write_all(c, "send hello\n", 11, 1000), 11);
+    expect_text(c, "up: hello\n");
+    close(c);
+    static const struct {
+        int up;
+        int err;
+    } bad[] = {{1, SK_ETLS_EXPIRED}, {2, SK_ETLS}};
+    for (int i = 0; i < 2; i++) {
+        c = dial(&r);
+        snprintf(q, sizeof(q), "up %s\n", up[bad[i].up].addr);
+        assert_int_equal(sk_write_all(c, q, strlen(q), 1000), (ssize_t)strlen(q));
+        char want[64];
+        snprintf(want, sizeof(want), "closed connect %d\n", bad[i].err);
+        expect_text_within(c, want, 5000 * test_scale());
+        close(c);
+    }
+    wait_for(&sh->closes[SK_CLOSE_CONNECT], 2, 5000);
+    wait_for(&sh->closes[SK_CLOSE_PEER], 3, 5000);
+    finish(&r);
+    for (int i = 0; i < 3; i++)
+        upstream_stop(&up[i]);
+    sk_tls_free(good);
+    sk_tls_free(old);
+}
+
 int main(int argc, char **argv)
 {
     if (harness_init(argc, argv) != 0)
@@ -657,6 +783,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(close_notify_and_resumption, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(broadcast_between_tls_clients, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(outbound_tls_on_the_loop, harness_setup,
                                         harness_teardown),
     };
     char group[64];
