@@ -87,7 +87,7 @@ static int help_column(const struct cmdline *cl)
     for (int table = 0; table < 2; table++) {
         const struct serve_option *o = table ? cl->extra : common;
         for (; o && o->name; o++) {
-            int len = (int)(strlen(o->name) + strlen(o->arg)) + 3;
+            int len = (int)(strlen(o->name) + strlen(o->arg ? o->arg : "")) + 3;
             column = len > column ? len : column;
         }
     }
@@ -102,7 +102,8 @@ static void usage(FILE *f, const struct cmdline *cl, bool full)
     for (int table = 0; table < 2; table++) {
         const struct serve_option *o = table ? cl->extra : common;
         for (; o && o->name; o++) {
-            snprintf(item, sizeof(item), o->required ? " --%s %s" : " [--%s %s]", o->name, o->arg);
+            snprintf(item, sizeof(item), o->required ? " --%s%s%s" : " [--%s%s%s]", o->name,
+                     o->arg ? " " : "", o->arg ? o->arg : "");
             col = word(f, cl, col, item);
         }
     }
@@ -117,7 +118,8 @@ static void usage(FILE *f, const struct cmdline *cl, bool full)
     for (int table = 0; table < 2; table++) {
         const struct serve_option *o = table ? cl->extra : common;
         for (; o && o->name; o++) {
-            snprintf(item, sizeof(item), "--%s %s", o->name, o->arg);
+            snprintf(item, sizeof(item), "--%s%s%s", o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
             fprintf(f, "  %-*s %s\n", column, item, o->help);
         }
     }
@@ -189,7 +191,11 @@ static int parse(sk_server *s, struct cmdline *cl, int argc, char **argv)
         }
         size_t len = eq ? (size_t)(eq - arg) - 2 : strlen(arg) - 2;
         const struct serve_option *o = strncmp(arg, "--", 2) ? NULL : find(cl, arg + 2, len);
-        const char *value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+        const char *value = eq ? eq + 1 : o && !o->arg ? "on" : i + 1 < argc ? argv[++i] : NULL;
+        if (o && !o->arg && eq) {
+            fprintf(stderr, "%s: --%s takes no value\n", cl->prog, o->name);
+            return 2;
+        }
         if (!o || !value) {
             fprintf(stderr, o ? "%s: %s needs a value\n" : "%s: unknown option '%s'\n", cl->prog,
                     arg);
@@ -288,6 +294,12 @@ static const char *program_name(int argc, char **argv)
 
 int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra)
 {
+    return serve_then(s, argc, argv, extra, NULL);
+}
+
+int serve_then(sk_server *s, int argc, char **argv, const struct serve_option *extra,
+               int (*ready)(sk_server *s, char *why, size_t size))
+{
     struct cmdline cl = {.prog = program_name(argc, argv), .extra = extra};
     struct reloader reloader = {.prog = cl.prog};
     char address[SK_ADDR_STRLEN];
@@ -298,6 +310,12 @@ int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra)
     }
     if ((rc = parse(s, &cl, argc, argv)) >= 0 || (rc = tls_setup(s, &cl, &reloader)) >= 0)
         goto out;
+    char why[512];
+    if (ready && ready(s, why, sizeof(why)) < 0) {
+        fprintf(stderr, "%s: %s\n", cl.prog, why);
+        rc = 1;
+        goto out;
+    }
     if (cl.nlisten == 0 && sk_server_add_listen(s, DEFAULT_LISTEN) == 0)
         cl.listen[cl.nlisten++] = DEFAULT_LISTEN;
     sk_server_stop_on_signal(s, SIGINT);

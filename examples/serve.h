@@ -12,7 +12,7 @@
  * sk_server_set_option() under the same name, or to @set if it has one. */
 struct serve_option {
     const char *name; /* "max-line" */
-    const char *arg;  /* "BYTES" */
+    const char *arg;  /* "BYTES"; NULL: a flag, set with the value "on" */
     const char *help; /* one line for --help */
     /* The program's own option: 0, or a negative code for a bad value. */
     int (*set)(sk_server *s, const char *value);
@@ -30,5 +30,10 @@ struct serve_option {
  * a bad command line. Errors are printed to stderr.
  */
 int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra);
+
+/* As serve(), and once the options are applied, @ready checks them as a
+ * whole: 0, or -1 after writing a one-line reason into @why (exit 1). */
+int serve_then(sk_server *s, int argc, char **argv, const struct serve_option *extra,
+               int (*ready)(sk_server *s, char *why, size_t size));
 
 #endif

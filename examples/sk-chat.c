@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* A chat peer: --listen waits for one peer, --connect dials one (another
- * sk-chat, or sk-chat-server). What you type goes to the peer; what the peer
- * sends is printed, its control characters escaped (text.h) so that it shows
- * on the terminal but cannot act on it. One process and poll(2): no fork, no
- * signals. When stdin ends, what is left is sent, the write side is shut down,
- * and sk-chat exits once the peer closes; when the peer closes, it exits at once. */
+ * sk-chat, or sk-chat-server); --tls speaks TLS to it, checking its
+ * certificate against --ca FILE or the system's store (--insecure: not at
+ * all). What you type goes to the peer; what the peer sends is printed, its
+ * control characters escaped (text.h) so that it shows on the terminal but
+ * cannot act on it. One process and poll(2): no fork, no signals. When stdin
+ * ends, what is left is sent, the write side is shut down, and sk-chat exits
+ * once the peer closes; when the peer closes, it exits at once. */
 #define _POSIX_C_SOURCE 200809L
 #include "text.h"
 
@@ -22,8 +24,12 @@
 
 static int usage(FILE *f, int status)
 {
-    fprintf(f, "usage: sk-chat --connect ADDR | --listen ADDR\n"
+    fprintf(f, "usage: sk-chat --connect ADDR [--tls [--ca FILE] [--insecure]] | --listen ADDR\n"
                "  --connect ADDR  talk to the peer or sk-chat-server at ADDR (host:port)\n"
+               "  --tls           over TLS, the server's certificate checked against the\n"
+               "                  system's store and ADDR's host name\n"
+               "  --ca FILE       check it against this CA instead (implies --tls)\n"
+               "  --insecure      do NOT check it (implies --tls; for tests only)\n"
                "  --listen ADDR   wait at ADDR for one peer (port 0 picks a free one)\n");
     return status;
 }
@@ -75,10 +81,44 @@ static size_t unfinished(const char *buf, size_t len)
     return 0;
 }
 
-/* Copy stdin to @sock and @sock to stdout until the peer closes. Input the
- * peer has not taken yet waits in @in, and stdin is not read meanwhile. */
-static int chat(int sock)
+/* The peer, plain or TLS: a socket and, over TLS, its stream. */
+struct peer {
+    int fd;
+    sk_tls_stream *tls;
+};
+
+/* Send what it takes now: bytes taken, or a negative code. Over TLS the
+ * stream takes it all (sk_tls_write_all waits for the socket). */
+static ssize_t peer_send(const struct peer *p, const char *buf, size_t len)
 {
+    if (p->tls)
+        return sk_tls_write_all(p->tls, buf, len, -1);
+    ssize_t n = send(p->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n >= 0 || errno == EAGAIN || errno == EINTR ? (n > 0 ? n : 0) : -errno;
+}
+
+/* Read what has come: bytes, 0 at the end, -EAGAIN when nothing has. */
+static ssize_t peer_recv(const struct peer *p, char *buf, size_t len)
+{
+    if (p->tls) {
+        ssize_t n = sk_tls_read_some(p->tls, buf, len, 0);
+        return n == -ETIMEDOUT ? -EAGAIN : n;
+    }
+    ssize_t n = recv(p->fd, buf, len, 0);
+    return n >= 0 ? n : errno == EINTR ? -EAGAIN : -errno;
+}
+
+static int peer_shutdown(const struct peer *p)
+{
+    return p->tls ? sk_tls_shutdown(p->tls, -1) : shutdown(p->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+/* Copy stdin to the peer and the peer to stdout until the peer closes. Input
+ * the peer has not taken yet waits in @in, and stdin is not read meanwhile. */
+static int chat(const struct peer *peer)
+{
+    int sock = peer->fd;
+    bool full = false; /* a TLS read filled the buffer: more may be inside the stream */
     static char in[CHUNK], out[CHUNK];
     size_t off = 0, len = 0; /* in[off .. off + len) is still to be sent */
     size_t kept = 0;         /* out[0 .. kept) is a character cut short, not shown yet */
@@ -89,8 +129,10 @@ static int chat(int sock)
             {.fd = sock, .events = POLLIN | (len ? POLLOUT : 0)},
             {.fd = input && !len ? STDIN_FILENO : -1, .events = POLLIN},
         };
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
+        if (poll(p, 2, full ? 0 : -1) < 0 && errno != EINTR)
             return -errno;
+        if (full)
+            p[0].revents |= POLLIN;
         if (p[1].revents) {
             ssize_t n = read(STDIN_FILENO, in, sizeof(in));
             if (n > 0) {
@@ -101,22 +143,24 @@ static int chat(int sock)
             }
         }
         if (len) {
-            ssize_t n = send(sock, in + off, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n < 0 && errno != EAGAIN && errno != EINTR)
-                return -errno;
+            ssize_t n = peer_send(peer, in + off, len);
+            if (n < 0)
+                return (int)n;
             if (n > 0) {
                 off += (size_t)n;
                 len -= (size_t)n;
             }
         }
         if (!input && !len && !shut) {
-            shutdown(sock, SHUT_WR); /* the peer reads end of file */
+            peer_shutdown(peer); /* the peer reads end of file */
             shut = true;
         }
+        full = false;
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            ssize_t n = recv(sock, out + kept, sizeof(out) - kept, 0);
-            if (n < 0 && errno != EAGAIN && errno != EINTR)
-                return -errno;
+            ssize_t n = peer_recv(peer, out + kept, sizeof(out) - kept);
+            if (n < 0 && n != -EAGAIN)
+                return (int)n;
+            full = peer->tls && n > 0 && (size_t)n == sizeof(out) - kept;
             if (n >= 0) {
                 size_t have = kept + (size_t)n;
                 int rc;
@@ -140,16 +184,49 @@ int main(int argc, char **argv)
         return 0;
     }
     bool listen = argc == 3 && strcmp(argv[1], "--listen") == 0;
-    if (argc != 3 || (!listen && strcmp(argv[1], "--connect") != 0))
+    if (argc < 3 || (!listen && strcmp(argv[1], "--connect") != 0))
         return usage(stderr, 2);
-    int sock = listen ? wait_for_peer(argv[2]) : sk_connect(argv[2], 10000);
+    sk_tls_config tc = {.size = sizeof(tc)};
+    bool tls = false;
+    for (int i = 3; i < argc; i++) {
+        if (!listen && strcmp(argv[i], "--tls") == 0) {
+            tls = true;
+        } else if (!listen && strcmp(argv[i], "--insecure") == 0) {
+            tls = tc.insecure_no_verify = true;
+        } else if (!listen && strcmp(argv[i], "--ca") == 0 && i + 1 < argc) {
+            tls = true;
+            tc.ca_file = argv[++i];
+        } else {
+            return usage(stderr, 2);
+        }
+    }
+    struct peer peer = {.fd = -1};
+    sk_tls *config = NULL;
+    char why[512];
+    int sock;
+    if (tls && sk_tls_client_new(&tc, &config, why, sizeof(why)) < 0) {
+        fprintf(stderr, "sk-chat: %s\n", why);
+        return 1;
+    }
+    if (listen)
+        sock = wait_for_peer(argv[2]);
+    else if (tls && (sock = sk_tls_connect(argv[2], 10000, config, NULL, &peer.tls)) == 0)
+        sock = sk_tls_stream_fd(peer.tls);
+    else if (!tls)
+        sock = sk_connect(argv[2], 10000);
     if (sock < 0) {
         fprintf(stderr, "sk-chat: cannot %s %s: %s\n", listen ? "listen on" : "connect to",
                 argv[2], sk_strerror(sock));
+        sk_tls_free(config);
         return 1;
     }
-    int rc = chat(sock);
-    close(sock);
+    peer.fd = sock;
+    int rc = chat(&peer);
+    if (peer.tls)
+        sk_tls_close(peer.tls);
+    else
+        close(sock);
+    sk_tls_free(config);
     if (rc < 0)
         fprintf(stderr, "sk-chat: %s\n", sk_strerror(rc));
     return rc < 0;

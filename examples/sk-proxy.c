@@ -23,6 +23,11 @@ struct pair {
 
 static const char *upstream;       /* --to */
 static int connect_timeout = 5000; /* --connect-timeout, ms */
+/* --to-tls, --to-ca, --to-name, --to-insecure: TLS to the upstream */
+static sk_tls_config to_tls = {.size = sizeof(sk_tls_config)};
+static bool to_tls_on;
+static const char *to_name;
+static sk_tls *upstream_tls;
 
 static sk_conn *partner(sk_conn *c)
 {
@@ -41,7 +46,10 @@ static void opened(sk_conn *c)
     }
     p->side[0] = c;
     sk_conn_set_data(c, p);
-    int rc = sk_server_connect(sk_conn_server(c), upstream, connect_timeout, p, &p->side[1]);
+    int rc = upstream_tls ? sk_server_connect_tls(sk_conn_server(c), upstream, connect_timeout,
+                                                  upstream_tls, to_name, p, &p->side[1])
+                          : sk_server_connect(sk_conn_server(c), upstream, connect_timeout, p,
+                                              &p->side[1]);
     if (rc < 0) { /* nothing was made: only the client will close */
         fprintf(stderr, "sk-proxy: %s: %s\n", upstream, sk_strerror(rc));
         sk_conn_close(c);
@@ -128,6 +136,50 @@ static int set_max_buffer(sk_server *s, const char *value)
     return bytes < 0 ? -EINVAL : set_buffer(s, (size_t)bytes);
 }
 
+static int set_to_tls(sk_server *s, const char *value)
+{
+    (void)s, (void)value;
+    to_tls_on = true;
+    return 0;
+}
+
+static int set_to_ca(sk_server *s, const char *value)
+{
+    (void)s;
+    to_tls.ca_file = value;
+    to_tls_on = true;
+    return 0;
+}
+
+static int set_to_name(sk_server *s, const char *value)
+{
+    (void)s;
+    to_name = value;
+    return 0;
+}
+
+static int set_to_insecure(sk_server *s, const char *value)
+{
+    (void)s, (void)value;
+    to_tls.insecure_no_verify = true;
+    to_tls_on = true;
+    return 0;
+}
+
+/* Once the options are in: the upstream's TLS, if asked for. */
+static int ready(sk_server *s, char *why, size_t size)
+{
+    (void)s;
+    if (!to_tls_on && !to_name)
+        return 0;
+    if (!to_tls_on) {
+        snprintf(why, size, "--to-name needs --to-tls (or --to-ca, --to-insecure)");
+        return -1;
+    }
+    int rc = sk_tls_client_new(&to_tls, &upstream_tls, why, size);
+    return rc < 0 ? -1 : 0;
+}
+
 static const struct serve_option options[] = {
     {"to", "ADDR", "relay each client to host:port, [v6]:port or unix:/path", set_to,
      .required = true, .shown = true},
@@ -135,6 +187,14 @@ static const struct serve_option options[] = {
      set_connect_timeout},
     {"max-buffer", "BYTES", "bytes a direction holds before pausing (default 262144)",
      set_max_buffer},
+    {"to-tls", NULL, "speak TLS to the upstream, its certificate checked against the system store",
+     set_to_tls},
+    {"to-ca", "FILE", "speak TLS to the upstream, its certificate checked against this CA",
+     set_to_ca},
+    {"to-name", "HOST", "the name the upstream's certificate must have (default: --to's host)",
+     set_to_name},
+    {"to-insecure", NULL, "speak TLS to the upstream WITHOUT checking its certificate",
+     set_to_insecure},
     {0},
 };
 
@@ -147,5 +207,7 @@ int main(int argc, char **argv)
     sk_server_on_eof(s, eof);
     sk_server_on_close(s, closed);
     set_buffer(s, MAX_BUFFER);
-    return serve(s, argc, argv, options);
+    int rc = serve_then(s, argc, argv, options, ready);
+    sk_tls_free(upstream_tls);
+    return rc;
 }
