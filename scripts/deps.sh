@@ -33,4 +33,6 @@ ensure_packages() {
     $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-BUILD_PACKAGES="meson:meson ninja-build:ninja pkg-config:pkg-config gcc:gcc libc6-dev python3:python3"
+# libssl-dev: TLS (meson option tls, auto); openssl: the TLS tests make their certificates.
+BUILD_PACKAGES="meson:meson ninja-build:ninja pkg-config:pkg-config gcc:gcc libc6-dev python3:python3
+    libssl-dev openssl:openssl"
