@@ -208,21 +208,6 @@ static void dial_at_home(sk_server *s, sk_conn *unused, void *arg)
 
 /* ---- the public API ----------------------------------------------------- */
 
-/* The host part of host:port or [v6]:port (malloc'd), or NULL: unix, or none. */
-static char *host_part(const char *address)
-{
-    if (strncmp(address, "unix:", 5) == 0)
-        return NULL;
-    const char *start = address, *end;
-    if (*address == '[') {
-        start++;
-        end = strchr(start, ']');
-    } else {
-        end = strrchr(address, ':');
-    }
-    return end && end > start ? strndup(start, (size_t)(end - start)) : NULL;
-}
-
 static int dial(sk_server *s, const char *address, int timeout_ms, sk_tls *tls,
                 const char *host, void *data, sk_conn **conn)
 {
@@ -241,8 +226,8 @@ static int dial(sk_server *s, const char *address, int timeout_ms, sk_tls *tls,
     if (!(s->backend->caps & SK__CAP_LOOP)) /* a program's own backend runs no loop of ours */
         return -ENOTSUP;
     if (tls) {
-        d.host = host ? strdup(host) : host_part(address);
-        if (!d.host && (host || strncmp(address, "unix:", 5) != 0))
+        d.host = host ? strdup(host) : hp.kind == SK__HOST ? strdup(hp.host) : NULL;
+        if (!d.host && (host || hp.kind == SK__HOST))
             return -ENOMEM;
         d.tls = sk__tls_ref(tls);
     }

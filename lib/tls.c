@@ -841,35 +841,16 @@ static int stream_drain(struct sk__tls_io *io, int64_t deadline)
     }
 }
 
-/* The host part of host:port or [v6]:port, into buf; unix: none. */
-static const char *host_of(const char *address, char *buf, size_t size)
-{
-    if (strncmp(address, "unix:", 5) == 0)
-        return NULL;
-    const char *start = address, *end;
-    if (*address == '[') {
-        start = address + 1;
-        end = strchr(start, ']');
-    } else {
-        end = strrchr(address, ':');
-    }
-    if (!end || (size_t)(end - start) >= size || end == start)
-        return NULL;
-    memcpy(buf, start, (size_t)(end - start));
-    buf[end - start] = '\0';
-    return buf;
-}
-
 int sk_tls_connect(const char *address, int timeout_ms, sk_tls *t, const char *host,
                    sk_tls_stream **out)
 {
-    char hbuf[256];
+    struct sk__hostport hp;
     if (out)
         *out = NULL;
     if (!address || !t || t->server || !out)
         return -EINVAL;
-    if (!host)
-        host = host_of(address, hbuf, sizeof(hbuf));
+    if (!host && sk__hostport_split(address, &hp) == 0 && hp.kind == SK__HOST)
+        host = hp.host; /* the host part of host:port or [v6]:port */
     if (!host && !t->insecure)
         return -EINVAL; /* nothing to check the certificate against */
     int64_t deadline = deadline_of(timeout_ms);
