@@ -58,7 +58,7 @@ SK_BEGIN_DECLS
 typedef struct sk_tls sk_tls;
 
 /**
- * What a TLS configuration is made of. Zero it, set @ref size to
+ * What a TLS configuration is made of. Zero it, set sk_tls_config::size to
  * `sizeof(sk_tls_config)` (later versions may add members at the end) and
  * fill in what the side needs.
  * @since 1.1
@@ -66,8 +66,8 @@ typedef struct sk_tls sk_tls;
 typedef struct sk_tls_config {
     size_t size;           /**< `sizeof(sk_tls_config)` as the program was built */
     const char *cert_file; /**< PEM certificate chain, leaf first: a server's (required) or a
-                                client's own (optional, with @ref key_file) */
-    const char *key_file;  /**< PEM private key of @ref cert_file */
+                                client's own (optional, with sk_tls_config::key_file) */
+    const char *key_file;  /**< PEM private key of sk_tls_config::cert_file */
     const char *ca_file;   /**< PEM CA certificates. A server: clients must present a
                                 certificate signed by one of them. A client: trust these
                                 instead of OpenSSL's default store. NULL: none */
