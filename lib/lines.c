@@ -2,6 +2,8 @@
 /* sk_lines: a buffered line reader with a maximum line length. */
 #include "internal.h"
 
+#include <sockkit/tls.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 struct sk_lines {
     int fd;
+    sk_tls_stream *tls; /* read through it instead of fd, or NULL */
     int err;          /* sticky error (SK_ETOOLONG), or 0 */
     bool eof;
     size_t max_line;  /* longest line, its '\n' included */
@@ -33,6 +36,15 @@ sk_lines *sk_lines_new(int fd, size_t max_line)
     lr->fd = fd;
     lr->max_line = max_line;
     lr->cap = cap;
+    return lr;
+}
+
+sk_lines *sk_lines_new_tls(sk_tls_stream *stream, size_t max_line)
+{
+    int fd = sk_tls_stream_fd(stream);
+    sk_lines *lr = fd >= 0 ? sk_lines_new(fd, max_line) : NULL;
+    if (lr)
+        lr->tls = stream;
     return lr;
 }
 
@@ -90,8 +102,10 @@ ssize_t sk_lines_read(sk_lines *lr, char **line, int timeout_ms)
             lr->len = avail;
         }
         /* one byte always stays free for the NUL after a line */
-        ssize_t n = sk_read_some(lr->fd, lr->buf + lr->len, lr->cap - 1 - lr->len,
-                                 sk__remaining(deadline));
+        size_t room = lr->cap - 1 - lr->len;
+        int left = sk__remaining(deadline);
+        ssize_t n = lr->tls ? sk_tls_read_some(lr->tls, lr->buf + lr->len, room, left)
+                            : sk_read_some(lr->fd, lr->buf + lr->len, room, left);
         if (n < 0)
             return n;
         if (n == 0)

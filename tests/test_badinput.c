@@ -319,6 +319,7 @@ static void server_layer(void **state)
     assert_int_equal(sk_tls_read_some(NULL, buf, 1, 0), tls ? -EINVAL : SK_ENOTLS);
     assert_int_equal(sk_tls_stream_fd(NULL), tls ? -EINVAL : SK_ENOTLS);
     assert_int_equal(sk_tls_shutdown(NULL, 0), tls ? -EINVAL : SK_ENOTLS);
+    assert_null(sk_lines_new_tls(NULL, 100));
     sk_tls_close(NULL);
     sk_tls_free(client);
     assert_string_equal(sk_close_reason_name((sk_close_reason)-1), "?");

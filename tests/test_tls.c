@@ -246,8 +246,17 @@ static void tls_details_reach_the_handlers(void **state)
     ask_tls(st, "info\n", a, sizeof(a));
     /* the server's order wins: sk/1 */
     assert_non_null(strstr(a, "tls=1 version=TLSv1.3 alpn=sk/1 peer=- resumed=0 cipher=TLS_"));
-    ask_tls(st, "hello\n", a, sizeof(a));
-    assert_string_equal(a, "hello");
+    /* lines over TLS, as over a socket */
+    sk_lines *lines = sk_lines_new_tls(st, 64);
+    assert_non_null(lines);
+    assert_int_equal(sk_tls_write_all(st, "hello\r\nagain\n", 14, 5000), 14);
+    char *line;
+    size_t len;
+    assert_int_equal(sk_lines_next(lines, &line, &len, 5000), 1);
+    assert_string_equal(line, "hello");
+    assert_int_equal(sk_lines_next(lines, &line, &len, 5000), 1);
+    assert_string_equal(line, "again");
+    sk_lines_free(lines);
     /* by IP address: the certificate names 127.0.0.1 too */
     sk_tls_stream *ip = NULL;
     assert_int_equal(sk_tls_connect(r.addr, 5000, client_tls, NULL, &ip), 0);

@@ -46,6 +46,7 @@
 #define SOCKKIT_TLS_H
 
 #include <sockkit/common.h>
+#include <sockkit/io.h>
 #include <sockkit/server.h>
 
 #include <stdbool.h>
@@ -270,6 +271,18 @@ SK_API ssize_t sk_tls_write_all(sk_tls_stream *stream, const void *buf, size_t l
  * @since 1.1
  */
 SK_API ssize_t sk_tls_read_some(sk_tls_stream *stream, void *buf, size_t len, int timeout_ms);
+
+/**
+ * A line reader (io.h: sk_lines_read(), sk_lines_next()) over a TLS stream,
+ * as sk_lines_new() is over a socket. sk_lines_free() frees the reader, not
+ * the stream.
+ * @param stream   The connection.
+ * @param max_line The longest line accepted, its `\n` included.
+ * @return The reader, or NULL (NULL or closed stream, bad @p max_line, no
+ *         memory; always NULL when built without TLS).
+ * @since 1.1
+ */
+SK_API sk_lines *sk_lines_new_tls(sk_tls_stream *stream, size_t max_line);
 
 /**
  * The stream's socket (to poll it; read and write through the stream).
