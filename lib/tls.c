@@ -53,6 +53,7 @@ struct sk__tls_io {
     int err;         /* the last socket error the BIO met, -errno, or 0 */
     bool short_read; /* the BIO's last recv() returned less than asked: the socket is empty */
     bool block;      /* the next recv() may wait (a parked reader): once */
+    bool more;       /* the last read filled its buffer: OpenSSL may hold more records */
     bool fin_owed;   /* shutdown(SHUT_WR) once the buffer is sent */
     bool fin_sent;
     bool closed;     /* close_notify sent (reading goes on: a half-close) */
@@ -599,6 +600,7 @@ static ssize_t io_read(struct sk__tls_io *io, void *buf, size_t len)
         break;
     }
     int f = io_flush(io); /* what reading wrote (tickets, a key update's answer) */
+    io->more = got == len; /* else it stopped for want of input: the socket will say */
     if (got > 0) {
         if (end != -EAGAIN) { /* owed to the next read */
             io->ended = true;
@@ -674,10 +676,13 @@ static int tp_shutdown(sk_conn *c)
     return io_shutdown(c->tp_state);
 }
 
+/* Input no readiness event will announce: records OpenSSL took from the
+ * socket and a full read left (not a record cut short: the rest of it comes
+ * through the socket, which says so), or an end owed. */
 static bool tp_has_pending(const sk_conn *c)
 {
     const struct sk__tls_io *io = c->tp_state;
-    return io->ended || SSL_has_pending(io->ssl);
+    return io->ended || io->more;
 }
 
 static void tp_free(sk_conn *c)

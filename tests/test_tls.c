@@ -10,6 +10,7 @@
 #include "harness.h"
 
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -562,6 +563,70 @@ static void close_notify_and_resumption(void **state)
     sk_tls_free(tls);
 }
 
+/* ---- a record cut short --------------------------------------------------------- */
+
+/* CPU time (ms) of every process in process group pgid. */
+static long group_cpu_ms(pid_t pgid)
+{
+    long ticks = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], buf[1024];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')'); /* the name may hold spaces */
+        long pgrp = 0, ut = 0, st = 0;
+        if (p && sscanf(p + 2, "%*c %*d %ld %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &pgrp, &ut,
+                        &st) == 3 && pgrp == pgid)
+            ticks += ut + st;
+    }
+    if (d)
+        closedir(d);
+    return ticks * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+/* A peer that sends part of a record and waits: the server waits too (for
+ * the socket), it does not spin on what OpenSSL holds. */
+static void a_record_cut_short_is_waited_for(void **state)
+{
+    (void)state;
+    struct running r;
+    sk_tls *tls = server_config("server", NULL, NULL);
+    start(&r, tls_server(tls_lines, tls));
+    SSL_CTX *ctx = raw_ctx();
+    int fd;
+    char a[512];
+    SSL *ssl = raw_connect(ctx, &r, NULL, &fd);
+    raw_ask(ssl, "x\n", a, sizeof(a));
+    static const char part[] = "\x17\x03\x03\x01\x00" "0123456789"; /* of 256 bytes */
+    assert_int_equal(sk_write_all(fd, part, sizeof(part) - 1, 1000), (ssize_t)sizeof(part) - 1);
+    usleep(100 * 1000); /* taken in */
+    long before = group_cpu_ms(r.pid);
+    usleep(600 * 1000);
+    long spent = group_cpu_ms(r.pid) - before;
+    if (spent > 300) /* a spinning loop spends all 600 ms */
+        fail_msg("the server spent %ld ms of CPU in 600 ms waiting for a record", spent);
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    wait_for(&sh->opens, 1, 5000);
+    int64_t until = tu_now_ms() + 5000;
+    while (total_closes() < 1 && tu_now_ms() < until)
+        usleep(2000);
+    assert_int_equal(total_closes(), 1);
+    finish(&r);
+    sk_tls_free(tls);
+}
+
 /* ---- broadcast and the slow consumer count plaintext ---------------------------- */
 
 static void broadcast_between_tls_clients(void **state)
@@ -794,6 +859,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(broadcast_between_tls_clients, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(outbound_tls_on_the_loop, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(a_record_cut_short_is_waited_for, harness_setup,
                                         harness_teardown),
     };
     char group[64];
