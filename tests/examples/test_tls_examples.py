@@ -30,7 +30,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from test_examples import PROCS, WAIT, Proc, check, fails, join, ok, run  # noqa: E402
-from test_proxy import Started, wait_stderr  # noqa: E402
+from test_proxy import Started  # noqa: E402
 
 SCALE = max(1, int(os.environ.get('SK_TEST_SCALE', '1')))
 MiB = 1 << 20
