@@ -635,14 +635,16 @@ static void idle_connections_are_closed(void **state)
     (void)state;
     struct running r;
     /* Activity every 100 ms, against a timeout with room for a loaded
-     * machine's stalls (a test process descheduled for 200 ms is common). */
-    int idle = 700 * test_scale();
+     * machine's stalls (a test process descheduled for 200 ms is common; an
+     * ASan run beside other loads once went 600 ms without a turn, and the
+     * busy one was closed as idle at 700). */
+    int idle = 1500 * test_scale();
     sk_server *s = new_server(echo);
     sk_server_set_idle_timeout(s, idle);
     start(&r, s);
     int quiet = dial(&r), busy = dial(&r);
     int64_t t0 = tu_now_ms();
-    for (int i = 0; i < 10; i++) { /* 1 s of activity every 100 ms */
+    for (int i = 0; i < 20; i++) { /* 2 s of activity every 100 ms */
         assert_int_equal(sk_write_all(busy, "k", 1, 1000), 1);
         expect_text(busy, "k");
         usleep(100000);
