@@ -378,6 +378,11 @@ struct sk__park {
                                   without F_SETOWN, which the library never sets */
 /* Take SK__PARK_SIGNAL for this process (a fork child, before it parks). */
 SK__HIDDEN int sk__park_install(void);
+/* In a program's process (pthread): take it once, unless the program has a
+ * handler of its own (-EBUSY: then nothing parks). */
+SK__HIDDEN int sk__park_install_shared(void);
+/* Let it reach the calling thread (a thread that parks). */
+SK__HIDDEN int sk__park_unblock(void);
 
 struct sk__single {
     struct sk__owner owner; /* first: the owner pointer is the loop */
@@ -400,5 +405,7 @@ SK__HIDDEN void sk__single_destroy(struct sk__single *l);
 SK__HIDDEN int sk__single_add(struct sk__single *l, sk_conn *c);
 /* Run until no connection is left: on_open for the accepted ones first. */
 SK__HIDDEN void sk__single_run(struct sk__single *l);
+/* Another thread changed what the loop must look at: a parked loop is woken. */
+SK__HIDDEN void sk__single_wake(struct sk__single *l);
 
 #endif /* SOCKKIT_SERVER_INTERNAL_H */

@@ -2,7 +2,10 @@
 /* pthread backend: the calling thread accepts; each connection gets a thread
  * running the one-connection loop. Output is shared with other threads
  * (broadcasts) under the connection's mutex; an eventfd wakes the owner when
- * another thread queued output or asked for a close. */
+ * another thread queued output or asked for a close. A thread serving its
+ * accepted connection alone parks in a blocking recv() (single.c) when the
+ * process lets the library take SK__PARK_SIGNAL: whoever writes its eventfd
+ * also wakes it from there, and so does the stop. */
 #include "../server_internal.h"
 
 #include <errno.h>
@@ -20,6 +23,10 @@ struct pt_thread {
     pthread_mutex_t lock;   /* its connections' output */
     int wake_fd;
     struct pt_thread *next_done;
+    struct pt_thread *prev_live, *next_live; /* st->live_list, under st->lock */
+    int parked;             /* its park (single.c), when it may park */
+    unsigned posted;
+    struct sk__park park;
 };
 
 struct pt_state {
@@ -28,6 +35,8 @@ struct pt_state {
     pthread_mutex_t lock;
     pthread_cond_t all_done;
     int live;
+    struct pt_thread *live_list; /* the running threads: the stop wakes them */
+    bool can_park;          /* the process's SK__PARK_SIGNAL is the library's */
     int reap_fd;            /* readable when a thread has finished */
     struct pt_thread *done; /* finished, waiting to be joined */
 };
@@ -42,6 +51,7 @@ static void pt_notify(struct sk__owner *owner, sk_conn *c)
         uint64_t one = 1;
         ssize_t n = write(t->wake_fd, &one, sizeof(one));
         (void)n;
+        sk__single_wake(&t->loop); /* after the write: woken, it polls and sees it */
     }
 }
 
@@ -59,8 +69,16 @@ static void *pt_main(void *arg)
     struct pt_thread *t = arg;
     struct pt_state *st = t->st;
     pt_current = t;
+    if (t->loop.park && sk__park_unblock() < 0)
+        t->loop.park = NULL; /* the signal cannot reach it: poll, as without parking */
     sk__single_run(&t->loop);
     pthread_mutex_lock(&st->lock);
+    if (t->prev_live)
+        t->prev_live->next_live = t->next_live;
+    else
+        st->live_list = t->next_live;
+    if (t->next_live)
+        t->next_live->prev_live = t->prev_live;
     t->next_done = st->done;
     st->done = t;
     st->live--;
@@ -120,6 +138,9 @@ static struct pt_thread *pt_new(struct pt_state *st)
     t->loop.extra_fd = t->wake_fd;
     t->loop.on_extra = pt_woken;
     t->loop.arg = t;
+    t->park = (struct sk__park){.parked = &t->parked, .posted = &t->posted};
+    if (st->can_park) /* used only while it serves one accepted connection */
+        t->loop.park = &t->park;
     return t;
 close_wake:
     close(t->wake_fd);
@@ -136,13 +157,19 @@ static bool pt_start(struct pt_state *st, struct pt_thread *t)
 {
     pthread_mutex_lock(&st->lock);
     st->live++;
+    t->next_live = st->live_list;
+    if (st->live_list)
+        st->live_list->prev_live = t;
+    st->live_list = t;
+    bool made = pthread_create(&t->tid, NULL, pt_main, t) == 0;
+    if (!made) {
+        st->live--;
+        st->live_list = t->next_live;
+        if (t->next_live)
+            t->next_live->prev_live = NULL;
+    }
     pthread_mutex_unlock(&st->lock);
-    if (pthread_create(&t->tid, NULL, pt_main, t) == 0)
-        return true;
-    pthread_mutex_lock(&st->lock);
-    st->live--;
-    pthread_mutex_unlock(&st->lock);
-    return false;
+    return made;
 }
 
 static void pt_spawn(struct pt_state *st, int fd, const sk_addr *peer)
@@ -204,6 +231,8 @@ static int pt_run(sk_server *s)
         goto close_reap;
     if ((rc = -pthread_cond_init(&st.all_done, NULL)) < 0)
         goto destroy_lock;
+    /* Parking takes the process's SK__PARK_SIGNAL, unless the program has. */
+    st.can_park = sk__park_install_shared() == 0;
     int n = s->lis.n;
     for (int i = 0; i < n; i++)
         p[i] = (struct pollfd){.fd = s->lis.fd[i], .events = POLLIN};
@@ -253,8 +282,11 @@ static int pt_run(sk_server *s)
         }
     }
     sk__loop_enter(NULL, NULL);
-    /* Stopping: every thread sees the stop descriptor and drains its connection. */
+    /* Stopping: every thread sees the stop descriptor and drains its
+     * connection; a parked one is woken to look. */
     pthread_mutex_lock(&st.lock);
+    for (struct pt_thread *t = st.live_list; t; t = t->next_live)
+        sk__single_wake(&t->loop);
     while (st.live > 0)
         pthread_cond_wait(&st.all_done, &st.lock);
     pthread_mutex_unlock(&st.lock);

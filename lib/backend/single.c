@@ -4,16 +4,17 @@
  * connection it was made for and the outbound connections their callbacks
  * open (a proxy pair), its own timers and its posts, until none is left.
  *
- * Parking (fork children only, while the loop serves one accepted
- * connection alone): a poll() before every read costs a third
+ * Parking (fork children and pthread threads, while the loop serves one
+ * accepted connection alone): a poll() before every read costs a third
  * system call per message beside read and send, where the textbook child
  * blocks in read. So while the connection has nothing queued, its idle timer
  * is whole (it has just read, or there is no idle timeout), and nothing is
  * owed from the relay, the child blocks in recv() on its socket, made
  * blocking, with SO_RCVTIMEO as the idle timeout (1 s at most). Whoever may
- * need it meanwhile (the parent, with a relay message or the stop) bumps the
- * shared *posted and then, if *parked is set, sends SK__PARK_SIGNAL. The
- * child sets *parked, then compares *posted with what it has seen: one of the
+ * need it meanwhile (fork's parent with a relay message or the stop; on
+ * pthread another thread's broadcast, a post, the stop) bumps *posted and
+ * then, if *parked is set, sends SK__PARK_SIGNAL to the loop's thread. The
+ * loop sets *parked, then compares *posted with what it has seen: one of the
  * two sides sees the other's store, so a wake-up is never lost. The signal
  * interrupts the recv() (EINTR: a receive timeout is set, so even with
  * SA_RESTART); one that lands before the recv() has begun shortens the
@@ -37,9 +38,12 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-/* A process parks one connection at a time: the one the handler may wake. */
-static volatile sig_atomic_t parked_fd = -1;
-static volatile sig_atomic_t shortened;
+/* A thread parks one connection at a time: the one the signal handler,
+ * running in that thread, may wake. Initial-exec: the handler never makes
+ * the thread's copy (a dynamic one could be allocated in it). */
+#define SK__PARK_TLS __thread __attribute__((tls_model("initial-exec")))
+static SK__PARK_TLS volatile sig_atomic_t parked_fd = -1;
+static SK__PARK_TLS volatile sig_atomic_t shortened;
 
 static int set_recv_timeout(int fd, int ms)
 {
@@ -58,6 +62,37 @@ static void on_park_signal(int sig)
         shortened = 1;
     }
     errno = saved;
+}
+
+/* For a program's process (pthread): take the signal only if nobody else
+ * has; once. */
+static int shared_install = -1;
+static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
+
+static void install_if_free(void)
+{
+    struct sigaction old, sa = {.sa_handler = on_park_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SK__PARK_SIGNAL, NULL, &old) < 0)
+        return;
+    if ((old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
+        shared_install = -EBUSY; /* the program's own: it keeps it */
+    else
+        shared_install = sigaction(SK__PARK_SIGNAL, &sa, NULL) < 0 ? -errno : 0;
+}
+
+int sk__park_install_shared(void)
+{
+    pthread_once(&shared_once, install_if_free);
+    return shared_install;
+}
+
+int sk__park_unblock(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SK__PARK_SIGNAL);
+    return -pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 int sk__park_install(void)
@@ -152,16 +187,20 @@ static void single_watch(struct sk__owner *owner, sk_conn *c)
     (void)c;
 }
 
-/* A post from another thread: a parked loop is woken as the parent wakes it. */
-static void single_wake(void *arg)
+void sk__single_wake(struct sk__single *l)
 {
-    struct sk__single *l = arg;
     struct sk__park *park = __atomic_load_n(&l->park, __ATOMIC_ACQUIRE);
     if (!park)
         return;
     __atomic_add_fetch(park->posted, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(park->parked, __ATOMIC_SEQ_CST))
         pthread_kill(l->thread, SK__PARK_SIGNAL);
+}
+
+/* A post from another thread: a parked loop is woken. */
+static void single_wake(void *arg)
+{
+    sk__single_wake(arg);
 }
 
 int sk__single_init(struct sk__single *l, sk_server *s)
@@ -383,6 +422,7 @@ void sk__single_run(struct sk__single *l)
     }
     /* Posts made while its connections were open run here, with conn NULL:
      * none is made to them after (their ids are gone). */
+    __atomic_store_n(&l->park, NULL, __ATOMIC_RELEASE); /* nobody signals this thread now */
     sk__posts_run(&l->posts, s);
     sk__loop_enter(NULL, NULL);
     free(p);
