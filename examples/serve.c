@@ -230,6 +230,7 @@ struct reloader {
     sk_tls *tls;
     const char *prog;
     bool running;
+    int leave; /* atomic: the next SIGHUP ends the thread */
 };
 
 static void *reload_on_hangup(void *arg)
@@ -242,6 +243,8 @@ static void *reload_on_hangup(void *arg)
         int sig;
         if (sigwait(&hup, &sig) != 0)
             continue;
+        if (__atomic_load_n(&r->leave, __ATOMIC_ACQUIRE))
+            break;
         char why[512];
         if (sk_tls_reload(r->tls, &tls_files, why, sizeof(why)) == 0)
             fprintf(stderr, "%s: SIGHUP: certificates reloaded\n", r->prog);
@@ -279,8 +282,9 @@ static int tls_setup(sk_server *s, const struct cmdline *cl, struct reloader *r)
 
 static void tls_cleanup(struct reloader *r)
 {
-    if (r->running) {
-        pthread_cancel(r->thread);
+    if (r->running) { /* told, then woken: no cancellation, no signal lost */
+        __atomic_store_n(&r->leave, 1, __ATOMIC_RELEASE);
+        pthread_kill(r->thread, SIGHUP);
         pthread_join(r->thread, NULL);
     }
     sk_tls_free(r->tls);
