@@ -805,32 +805,12 @@ struct sk_tls_stream {
     struct sk__tls_io *io;
 };
 
-/* Wait until fd is ready for events or the deadline (-1: none) passes:
+/* Wait until fd is ready for events or the deadline (sk__deadline) passes:
  * 0, -ETIMEDOUT, or -errno. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
-    for (;;) {
-        int ms = -1;
-        if (deadline >= 0) {
-            int64_t left = deadline - sk__now_ms();
-            if (left <= 0)
-                return -ETIMEDOUT;
-            ms = left > INT32_MAX ? INT32_MAX : (int)left;
-        }
-        struct pollfd p = {.fd = fd, .events = events};
-        int r = poll(&p, 1, ms);
-        if (r > 0)
-            return 0;
-        if (r == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
-            return -errno;
-    }
-}
-
-static int64_t deadline_of(int timeout_ms)
-{
-    return timeout_ms < 0 ? -1 : sk__now_ms() + timeout_ms;
+    int r = sk__wait(fd, events, deadline);
+    return r > 0 ? 0 : r == 0 ? -ETIMEDOUT : r;
 }
 
 /* Send all the stream holds, waiting until the deadline. */
@@ -858,7 +838,7 @@ int sk_tls_connect(const char *address, int timeout_ms, sk_tls *t, const char *h
         host = hp.host; /* the host part of host:port or [v6]:port */
     if (!host && !t->insecure)
         return -EINVAL; /* nothing to check the certificate against */
-    int64_t deadline = deadline_of(timeout_ms);
+    int64_t deadline = sk__deadline(timeout_ms);
     int fd = sk_connect(address, timeout_ms);
     if (fd < 0)
         return fd;
@@ -897,7 +877,7 @@ ssize_t sk_tls_write_all(sk_tls_stream *s, const void *buf, size_t len, int time
 {
     if (!s || (!buf && len))
         return -EINVAL;
-    int64_t deadline = deadline_of(timeout_ms);
+    int64_t deadline = sk__deadline(timeout_ms);
     size_t done = 0;
     while (done < len) {
         struct iovec iov = {.iov_base = (char *)buf + done, .iov_len = len - done};
@@ -920,7 +900,7 @@ ssize_t sk_tls_read_some(sk_tls_stream *s, void *buf, size_t len, int timeout_ms
 {
     if (!s || !buf || len == 0)
         return -EINVAL;
-    int64_t deadline = deadline_of(timeout_ms);
+    int64_t deadline = sk__deadline(timeout_ms);
     for (;;) {
         ssize_t n = io_read(s->io, buf, len);
         if (n != -EAGAIN)
@@ -939,7 +919,7 @@ int sk_tls_shutdown(sk_tls_stream *s, int timeout_ms)
     if (!s)
         return -EINVAL;
     int rc = io_shutdown(s->io);
-    return rc < 0 ? rc : stream_drain(s->io, deadline_of(timeout_ms));
+    return rc < 0 ? rc : stream_drain(s->io, sk__deadline(timeout_ms));
 }
 
 int sk_tls_stream_fd(const sk_tls_stream *s)
