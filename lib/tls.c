@@ -60,6 +60,7 @@ struct sk__tls_io {
     bool ended;      /* `end` is owed to the next read (met after returning data) */
     ssize_t end;
     char *peer;      /* sk_conn_tls_peer(), made once */
+    char *alpn;      /* sk_conn_tls_alpn(), made once */
 };
 
 bool sk_tls_available(void)
@@ -502,6 +503,7 @@ static void io_free(struct sk__tls_io *io)
     sk_tls_free(io->tls);
     free(io->wbuf);
     free(io->peer);
+    free(io->alpn);
     free(io);
 }
 
@@ -561,9 +563,8 @@ static int io_handshake(struct sk__tls_io *io)
         rc = e == SSL_ERROR_WANT_READ ? -EAGAIN : failure(io, e);
     }
     int f = io_flush(io); /* its flight, or the alert that tells the peer why */
-    if (f < 0 && f != -EAGAIN && rc != 1 && rc != -EAGAIN)
-        return rc;
-    return f < 0 && f != -EAGAIN ? f : rc;
+    bool went_on = rc == 1 || rc == -EAGAIN;
+    return went_on && f < 0 && f != -EAGAIN ? f : rc; /* the first failure is the one */
 }
 
 /* Read plaintext: up to len bytes, stopping once the socket is empty (a short
@@ -761,14 +762,11 @@ const char *sk_conn_tls_alpn(const sk_conn *c)
     unsigned len = 0;
     if (!io)
         return NULL;
-    SSL_get0_alpn_selected(io->ssl, &p, &len);
-    if (!p || !len)
-        return NULL;
-    /* Not NUL-terminated in OpenSSL's copy: one of the list it was chosen from is. */
-    static __thread char name[256];
-    memcpy(name, p, len);
-    name[len] = '\0';
-    return name;
+    if (!io->alpn) { /* OpenSSL's is not NUL-terminated: a copy, valid with the connection */
+        SSL_get0_alpn_selected(io->ssl, &p, &len);
+        ((struct sk__tls_io *)io)->alpn = p && len ? strndup((const char *)p, len) : NULL;
+    }
+    return io->alpn;
 }
 
 const char *sk_conn_tls_peer(sk_conn *c)
