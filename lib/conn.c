@@ -71,27 +71,35 @@ static sk_conn *conn_make(sk_server *s, size_t size, int fd, struct sk__owner *o
     c->cfg = &s->cfg; /* what a connection sees of its server */
     c->reg = &s->reg;
     c->tp = &sk__transport_plain;
-    if (!outbound && s->tls && sk__tls_attach(c, s->tls, NULL) < 0) {
-        if (owner->timers)
-            sk__timer_detach(owner->timers, &c->timer);
-        free(c);
-        return NULL;
-    }
+    if (!outbound && s->tls && sk__tls_attach(c, s->tls, NULL) < 0)
+        goto fail;
     c->srv = s;
     c->owner = owner;
     c->high = s->cfg.high;
     c->low = s->cfg.low;
     c->last_read = owner->now;
     c->outbound = outbound;
-    if (sk__registry_add(c->reg, c) < 0) {
-        if (owner->timers)
-            sk__timer_detach(owner->timers, &c->timer);
-        if (c->tp->free)
-            c->tp->free(c);
-        free(c);
-        return NULL;
-    }
+    if (sk__registry_add(c->reg, c) < 0)
+        goto fail;
     return c;
+fail:
+    if (owner->timers)
+        sk__timer_detach(owner->timers, &c->timer);
+    if (c->tp->free)
+        c->tp->free(c);
+    free(c);
+    return NULL;
+}
+
+/* Connected (and its handshake done): from now on the idle timeout counts,
+ * from its last read; the connect's deadline is over. */
+static void idle_from_now(sk_conn *c)
+{
+    c->last_read = c->owner->now;
+    if (c->owner->timers && c->cfg->idle_ms)
+        sk__timer_start(c->owner->timers, &c->timer, c->last_read + c->cfg->idle_ms);
+    else if (c->owner->timers)
+        sk__timer_stop(c->owner->timers, &c->timer);
 }
 
 sk_conn *sk__conn_new(sk_server *s, size_t size, int fd, struct sk__owner *owner,
@@ -139,10 +147,7 @@ void sk__conn_connected(sk_conn *c)
         sk__conn_unlock(c);
         return;
     }
-    if (c->owner->timers && c->cfg->idle_ms)
-        sk__timer_start(c->owner->timers, &c->timer, c->last_read + c->cfg->idle_ms);
-    else if (c->owner->timers)
-        sk__timer_stop(c->owner->timers, &c->timer);
+    idle_from_now(c);
     sk__conn_lock(c); /* what was sent while it connected goes first (and a FIN asked for) */
     if (c->out.bytes || c->shut_asked)
         sk__conn_flush(c);
@@ -394,11 +399,10 @@ static bool handshake_input(sk_conn *c)
     sk__conn_unlock(c);
     if (!done)
         return false;
-    c->last_read = c->owner->now;
-    if (c->outbound && c->owner->timers && c->cfg->idle_ms) /* the connect deadline gives */
-        sk__timer_start(c->owner->timers, &c->timer, c->last_read + c->cfg->idle_ms); /* way */
-    else if (c->outbound && c->owner->timers)
-        sk__timer_stop(c->owner->timers, &c->timer);
+    if (c->outbound) /* its connect deadline gives way to the idle timeout */
+        idle_from_now(c);
+    else
+        c->last_read = c->owner->now;
     sk__conn_open(c);
     return true;
 }
