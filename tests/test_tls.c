@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 enum { C_TLS_ERR, C_NO_DETAILS, C_BIG };
@@ -498,6 +499,10 @@ static SSL *raw_small_window(SSL_CTX *ctx, const struct running *r, int *fd)
 
 static SSL *raw_handshake(SSL_CTX *ctx, int fd, SSL_SESSION *resume)
 {
+    /* OpenSSL's blocking calls wait on the socket: bound every one of them */
+    struct timeval bound = {.tv_sec = 10 * test_scale()};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof(bound));
     SSL *ssl = SSL_new(ctx);
     assert_non_null(ssl);
     SSL_set_fd(ssl, fd);
