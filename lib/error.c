@@ -30,6 +30,9 @@ static const char *library_text(int err)
     case SK_ETLS_UNTRUSTED: return "TLS certificate not trusted (self-signed or unknown CA)";
     case SK_ETLS_HOSTNAME: return "TLS certificate names another host";
     case SK_ETLS_CERT: return "TLS certificate verification failed";
+    case SK_ELISTENFD: return "descriptor is not a listening stream socket";
+    case SK_ENOTACTIVATED:
+        return "no socket (of that name) passed by the service manager (LISTEN_FDS)";
     }
     return NULL;
 }

@@ -3,7 +3,9 @@
  * server made, and accepting under max_conns and EMFILE. */
 #include "server_internal.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,70 @@ static int grow(struct sk__listeners *l, int more)
     return 0;
 }
 
+/* ---- inherited sockets ------------------------------------------------- */
+
+bool sk__address_inherited(const char *address)
+{
+    return strncmp(address, "fd:", 3) == 0 || strcmp(address, "systemd") == 0 ||
+           strncmp(address, "systemd:", 8) == 0;
+}
+
+/* A whole decimal number from 0 to INT_MAX, or -1. */
+static int whole(const char *text)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < 0 || v > INT_MAX || !isdigit((unsigned char)*text))
+        return -1;
+    return (int)v;
+}
+
+/* The sockets systemd passed (LISTEN_PID is this process): how many, from
+ * descriptor 3; -1 if none were. */
+static int activation_count(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    int n = fds ? whole(fds) : -1;
+    if (!pid || whole(pid) != (int)getpid() || n <= 0)
+        return -1;
+    return n;
+}
+
+/* Name i of LISTEN_FDNAMES ("" past its end) into out. */
+static void activation_name(int i, char *out, size_t size)
+{
+    const char *p = getenv("LISTEN_FDNAMES");
+    out[0] = '\0';
+    for (; p && i > 0; i--)
+        p = (p = strchr(p, ':')) ? p + 1 : NULL;
+    if (p)
+        snprintf(out, size, "%.*s", (int)strcspn(p, ":"), p);
+}
+
+/* Adopt what an inherited address names: "fd:N", "systemd" (every socket
+ * passed) or "systemd:NAME" (those of that name). */
+static int inherit(struct sk__listeners *l, const char *address)
+{
+    if (address[0] == 'f') {
+        int fd = whole(address + 3);
+        return fd < 0 ? SK_EADDR : sk__listeners_adopt(l, fd);
+    }
+    const char *name = address[7] == ':' ? address + 8 : NULL;
+    int n = activation_count(), taken = 0;
+    for (int i = 0; i < n; i++) {
+        char have[256];
+        activation_name(i, have, sizeof(have));
+        if (name && strcmp(name, have) != 0)
+            continue;
+        int rc = sk__listeners_adopt(l, 3 + i);
+        if (rc < 0)
+            return rc;
+        taken++;
+    }
+    return taken ? 0 : SK_ENOTACTIVATED;
+}
+
 /* The socket file a unix listener creates is ours to remove: its path is kept
  * before the file exists, so that no failure leaves it behind, and its inode
  * once it does, so that a successor's file at that path is left alone. */
@@ -62,6 +128,8 @@ static int bind_one(struct sk__listeners *l, sk_reuse reuse, int set, int a)
             return port < 0 ? port : -ENAMETOOLONG;
         address = text;
     }
+    if (sk__address_inherited(address))
+        return inherit(l, address);
     struct sk__sockfile *file = &l->files[a];
     if (set == 0 && strncmp(address, "unix:", 5) == 0 && address[5] != '@' &&
         !(file->path = strdup(address + 5)))
@@ -84,27 +152,35 @@ static int bind_one(struct sk__listeners *l, sk_reuse reuse, int set, int a)
 int sk__listeners_bind(struct sk__listeners *l, sk_reuse reuse, int sets)
 {
     int rc = grow(l, sets * l->naddr);
+    bool activated = false;
     for (int set = 0; set < sets && rc == 0; set++)
-        for (int a = 0; a < l->naddr && rc == 0; a++)
+        for (int a = 0; a < l->naddr && rc == 0; a++) {
             rc = bind_one(l, reuse, set, a);
+            activated |= strncmp(l->addresses[a], "systemd", 7) == 0;
+        }
     if (rc < 0) {
         sk__listeners_close(l);
         return rc;
     }
     l->nsets = sets;
+    if (activated) { /* taken: programs this one starts must not take them too */
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+    }
     return 0;
 }
 
 int sk__listeners_adopt(struct sk__listeners *l, int fd)
 {
-    int listening = 0;
-    socklen_t len = sizeof(listening);
+    int listening = 0, type = 0;
+    socklen_t len = sizeof(listening), tlen = sizeof(type);
     if (l->nsets > 1)
         return -EBUSY; /* sets per worker hold the same addresses */
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
-        return -errno;
-    if (!listening)
-        return -EINVAL;
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 || !listening ||
+        type != SOCK_STREAM)
+        return SK_ELISTENFD; /* not open, not a socket, not listening, not a stream */
     int rc = grow(l, 1);
     if (rc == 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
         rc = -errno;
@@ -131,6 +207,14 @@ int sk__listeners_release(struct sk__listeners *l, int *fds, int max)
         l->files[i] = (struct sk__sockfile){0};
     }
     return n;
+}
+
+void sk__listeners_disown(struct sk__listeners *l)
+{
+    for (int i = 0; i < SK__MAX_LISTEN; i++) {
+        free(l->files[i].path);
+        l->files[i] = (struct sk__sockfile){0};
+    }
 }
 
 void sk__listeners_close(struct sk__listeners *l)
@@ -195,6 +279,9 @@ static int refuse_without_fd(struct sk__listeners *l, int lfd, struct sk__counte
 
 int sk__accept_fd(sk_server *s, int lfd, struct sk__counters *ctr, sk_addr *peer)
 {
+    /* Drained or stopped: not one more, whatever event the loop is still on. */
+    if (__atomic_load_n(&s->drain_at, __ATOMIC_ACQUIRE) || sk__stopping(s))
+        return 0;
     for (int refused = 0; refused < 64;) {
         socklen_t len = sizeof(peer->u);
         int fd = accept4(lfd, peer ? &peer->u.sa : NULL, peer ? &len : NULL,

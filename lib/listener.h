@@ -42,6 +42,11 @@ SK__HIDDEN int sk__listeners_bind(struct sk__listeners *l, sk_reuse reuse, int s
  * its socket file, if any, is not this server's to remove. Before any bind
  * of the addresses, or instead of it. */
 SK__HIDDEN int sk__listeners_adopt(struct sk__listeners *l, int fd);
+/* Is the address one of an inherited socket: "fd:N", "systemd[:NAME]"? */
+SK__HIDDEN bool sk__address_inherited(const char *address);
+/* The socket files are no longer ours (a successor serves them): closing
+ * the listeners leaves them in place. */
+SK__HIDDEN void sk__listeners_disown(struct sk__listeners *l);
 /* Give every listening socket up without closing it (to a successor): up to
  * max descriptors into fds, the count returned; the server no longer owns
  * them, nor their socket files. -ENOSPC if more than max. */

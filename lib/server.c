@@ -3,6 +3,7 @@
  * answers through the public API. Listening sockets are listener.c's, the
  * open connections registry.c's. */
 #include "server_internal.h"
+#include "handover.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -17,10 +18,13 @@
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-/* The server each signal stops (sk_server_stop_on_signal). */
+/* The server each signal stops (sk_server_stop_on_signal) or drains
+ * (sk_server_drain_on_signal). */
 static sk_server *signal_servers[NSIG];
+static bool signal_drains[NSIG];
 
 sk_server *sk_server_new(const char *address)
 {
@@ -33,6 +37,7 @@ sk_server *sk_server_new(const char *address)
         .max_line = 4096,
         .max_output = 1 << 20,
         .drain_ms = 5000,
+        .grace_ms = 30000,
         .nodelay = true,
         .high = 64 << 10,
         .low = 16 << 10,
@@ -41,8 +46,10 @@ sk_server *sk_server_new(const char *address)
     sk__listeners_init(&s->lis);
     if ((s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
         goto free_s;
-    if (sk__registry_init(&s->reg) < 0)
+    if ((s->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
         goto close_stop;
+    if (sk__registry_init(&s->reg) < 0)
+        goto close_drain;
     if (pthread_mutex_init(&s->state_lock, NULL) != 0)
         goto destroy_reg;
     if (pthread_mutex_init(&s->plain_lock, NULL) != 0)
@@ -71,6 +78,8 @@ destroy_state:
     pthread_mutex_destroy(&s->state_lock);
 destroy_reg:
     sk__registry_destroy(&s->reg);
+close_drain:
+    close(s->drain_fd);
 close_stop:
     close(s->stop_fd);
 free_s:
@@ -91,9 +100,11 @@ void sk_server_free(sk_server *s)
     s->link->s = NULL;
     pthread_mutex_unlock(&s->link->lock);
     sk__link_drop(s->link);
+    sk__handover_free(s->handover);
     sk__listeners_free(&s->lis);
     sk_tls_free(s->tls);
     close(s->stop_fd);
+    close(s->drain_fd);
     sk__registry_destroy(&s->reg);
     pthread_mutex_destroy(&s->state_lock);
     pthread_mutex_destroy(&s->plain_lock);
@@ -209,6 +220,26 @@ int sk_server_set_drain_timeout(sk_server *s, int drain_ms)
     SET_OR_FAIL(s, false, drain_ms >= 0, s->cfg.drain_ms = drain_ms);
 }
 
+int sk_server_set_grace_timeout(sk_server *s, int grace_ms)
+{
+    SET_OR_FAIL(s, false, grace_ms >= 0, s->cfg.grace_ms = grace_ms);
+}
+
+int sk_server_set_handover(sk_server *s, const char *path)
+{
+    int rc = check_idle(s, true);
+    if (rc < 0)
+        return rc;
+    if (!path || !path[0] || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return -EINVAL;
+    struct sk__handover *h = sk__handover_new(path);
+    if (!h)
+        return -ENOMEM;
+    sk__handover_free(s->handover);
+    s->handover = h;
+    return 0;
+}
+
 int sk_server_set_nodelay(sk_server *s, bool on)
 {
     SET_OR_FAIL(s, false, true, s->cfg.nodelay = on);
@@ -292,6 +323,8 @@ int sk_server_set_option(sk_server *s, const char *name, const char *value)
         return sk_server_set_framing(s, value[0] == 'r' ? SK_FRAMING_RAW : SK_FRAMING_LINES,
                                      s->cfg.max_line);
     }
+    if (strcmp(name, "handover") == 0)
+        return sk_server_set_handover(s, value);
     if (strcmp(name, "nodelay") == 0) {
         if (strcmp(value, "on") && strcmp(value, "off"))
             return -EINVAL;
@@ -304,6 +337,7 @@ int sk_server_set_option(sk_server *s, const char *name, const char *value)
         {"workers", 0, SK__MAX_WORKERS}, {"max-conns", 1, INT32_MAX},
         {"idle-timeout", 0, INT32_MAX},  {"max-line", 1, 16 << 20},
         {"max-output", 1, INT64_MAX},    {"drain-timeout", 0, INT32_MAX},
+        {"grace-timeout", 0, INT32_MAX},
     };
     for (size_t i = 0; i < sizeof(numeric) / sizeof(numeric[0]); i++) {
         if (strcmp(name, numeric[i].name) != 0)
@@ -317,7 +351,8 @@ int sk_server_set_option(sk_server *s, const char *name, const char *value)
         case 2: return sk_server_set_idle_timeout(s, (int)n);
         case 3: return sk_server_set_framing(s, SK_FRAMING_LINES, (size_t)n);
         case 4: return sk_server_set_max_output(s, (size_t)n);
-        default: return sk_server_set_drain_timeout(s, (int)n);
+        case 5: return sk_server_set_drain_timeout(s, (int)n);
+        default: return sk_server_set_grace_timeout(s, (int)n);
         }
     }
     return -ENOENT;
@@ -328,18 +363,35 @@ int sk_server_set_option(sk_server *s, const char *name, const char *value)
 static void stop_from_signal(int signo)
 {
     sk_server *s = __atomic_load_n(&signal_servers[signo], __ATOMIC_ACQUIRE);
-    if (s)
-        sk_server_stop(s);
+    if (!s)
+        return;
+    /* A drain's signal again, during the drain: stop at once. */
+    if (__atomic_load_n(&signal_drains[signo], __ATOMIC_ACQUIRE) &&
+        !__atomic_load_n(&s->drain_at, __ATOMIC_ACQUIRE) && (s->backend->caps & SK__CAP_DRAIN))
+        sk__server_drain(s);
+    else
+        sk__server_stop(s);
 }
 
-int sk_server_stop_on_signal(sk_server *s, int signo)
+static int on_signal(sk_server *s, int signo, bool drain)
 {
     if (!s || signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
         return -EINVAL;
     struct sigaction sa = {.sa_handler = stop_from_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
+    __atomic_store_n(&signal_drains[signo], drain, __ATOMIC_RELEASE);
     __atomic_store_n(&signal_servers[signo], s, __ATOMIC_RELEASE);
     return sigaction(signo, &sa, NULL) < 0 ? -errno : 0;
+}
+
+int sk_server_stop_on_signal(sk_server *s, int signo)
+{
+    return on_signal(s, signo, false);
+}
+
+int sk_server_drain_on_signal(sk_server *s, int signo)
+{
+    return on_signal(s, signo, true);
 }
 
 /* ---- binding ----------------------------------------------------------- */
@@ -353,7 +405,8 @@ static int listener_sets(const sk_server *s)
         !(s->backend->caps & SK__CAP_LISTENER_SETS))
         return 1;
     for (int i = 0; i < s->lis.naddr; i++)
-        if (strncmp(s->lis.addresses[i], "unix:", 5) == 0)
+        if (strncmp(s->lis.addresses[i], "unix:", 5) == 0 ||
+            sk__address_inherited(s->lis.addresses[i]))
             return 1;
     return s->cfg.workers;
 }
@@ -364,9 +417,16 @@ int sk_server_bind(sk_server *s)
         return -EINVAL;
     if (s->lis.n > 0)
         return 0;
-    if (s->lis.naddr == 0)
-        return -EDESTADDRREQ;
-    return sk__listeners_bind(&s->lis, s->cfg.reuse, listener_sets(s));
+    /* A server answering at the handover socket gives its listeners, and
+     * the addresses are not bound: they are served already. */
+    int rc = s->handover ? sk__handover_take(s->handover, &s->lis) : 0;
+    if (rc == 0 && s->lis.naddr == 0)
+        rc = -EDESTADDRREQ;
+    else if (rc == 0)
+        rc = sk__listeners_bind(&s->lis, s->cfg.reuse, listener_sets(s));
+    if (rc >= 0 && s->handover)
+        rc = sk__handover_listen(s->handover);
+    return rc < 0 ? rc : 0;
 }
 
 int sk_server_address(const sk_server *s, char *buf, size_t size)
@@ -395,10 +455,13 @@ int sk_server_run(sk_server *s)
         return -EBUSY;
     /* No address at all: a client program, which runs its outbound connections only. */
     int rc = s->lis.naddr || s->lis.n ? sk_server_bind(s) : 0;
+    if (rc == 0 && s->handover)
+        rc = sk__handover_start(s->handover, s);
     if (rc == 0) {
         sk__listeners_hold_spare(&s->lis, true);
         rc = s->backend->ops.run(s);
     }
+    sk__handover_stop(s->handover);
     sk__listeners_hold_spare(&s->lis, false);
     sk__server_timers_stop(s); /* the program's still, for another run */
     sk__posts_run(&s->posts, s); /* posted to the server: none waits for another run */
@@ -406,6 +469,9 @@ int sk_server_run(sk_server *s)
     uint64_t v;
     while (read(s->stop_fd, &v, sizeof(v)) > 0)
         ;
+    while (read(s->drain_fd, &v, sizeof(v)) > 0)
+        ;
+    __atomic_store_n(&s->drain_at, 0, __ATOMIC_RELEASE);
     sk__registry_close_all(&s->reg, false);
     __atomic_store_n(&s->stopping, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&s->running, 0, __ATOMIC_RELEASE);
@@ -417,6 +483,21 @@ void sk_server_stop(sk_server *s)
     if (!s)
         return;
     sk__server_stop(s);
+}
+
+int sk_server_drain(sk_server *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (!(s->backend->caps & SK__CAP_DRAIN))
+        return -EOPNOTSUPP;
+    sk__server_drain(s);
+    return 0;
+}
+
+bool sk_server_draining(const sk_server *s)
+{
+    return s && __atomic_load_n(&s->drain_at, __ATOMIC_ACQUIRE) != 0;
 }
 
 bool sk_server_stopping(const sk_server *s)

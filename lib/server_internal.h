@@ -27,7 +27,9 @@
 #define SK__SCRATCH (64 * 1024) /* read buffer of a reactor, thread or child */
 
 /* What an epoll registration points at: every such object starts with this. */
-enum sk__kind { SK__W_CONN = 1, SK__W_LISTENER, SK__W_STOP, SK__W_INBOX, SK__W_RELAY, SK__W_POSTS };
+enum sk__kind {
+    SK__W_CONN = 1, SK__W_LISTENER, SK__W_STOP, SK__W_INBOX, SK__W_RELAY, SK__W_POSTS, SK__W_DRAIN
+};
 struct sk__watch {
     int kind;
 };
@@ -164,6 +166,7 @@ struct sk__config {
     size_t max_line;
     size_t max_output;
     int drain_ms;
+    int grace_ms; /* a graceful drain's limit (sk_server_drain); 0: none */
     bool nodelay;
     size_t high, low; /* each new connection's output watermarks */
     sk_open_fn on_open;
@@ -181,6 +184,9 @@ struct sk_server {
     struct sk__registry reg;
     int stop_fd;      /* eventfd, written by sk_server_stop, never read while running */
     int stopping;     /* atomic: stop accepting; the run ends when no connection is left */
+    int drain_fd;     /* eventfd, written by sk_server_drain, never read while running */
+    int64_t drain_at; /* atomic: 0, or a drain's deadline (ms; INT64_MAX: none) */
+    struct sk__handover *handover; /* sk_server_set_handover(), or NULL */
     int running;      /* atomic */
     pthread_mutex_t state_lock; /* publishes backend_state to other threads */
     void *backend_state; /* the running backend's own data */
@@ -234,6 +240,49 @@ static inline void sk__server_stop(sk_server *s)
     ssize_t n = write(s->stop_fd, &one, sizeof(one));
     (void)n;
     errno = saved;
+}
+
+/* A graceful drain (sk_server_drain): accept no more, and let the
+ * connections end by themselves until the grace time is over; then a stop.
+ * The first drain sets the deadline; a loop that learns of a drain from the
+ * shared drain descriptor (a fork parent, of a child's) sets it from its own
+ * clock. Async-signal-safe: atomics, clock_gettime() and a write(). */
+static inline void sk__server_note_drain(sk_server *s)
+{
+    int64_t none = 0;
+    int64_t at = s->cfg.grace_ms ? sk__now_ms() + s->cfg.grace_ms : INT64_MAX;
+    __atomic_compare_exchange_n(&s->drain_at, &none, at, false, __ATOMIC_ACQ_REL,
+                                __ATOMIC_ACQUIRE);
+}
+
+static inline void sk__server_drain(sk_server *s)
+{
+    int saved = errno;
+    uint64_t one = 1;
+    ssize_t n = write(s->drain_fd, &one, sizeof(one)); /* first: seen draining, it is told */
+    (void)n;
+    sk__server_note_drain(s);
+    errno = saved;
+}
+
+/* Milliseconds a loop may wait before a drain's deadline: -1 when there is
+ * none. A deadline passed turns the drain into a stop (for every loop). */
+static inline int sk__drain_wait(sk_server *s, int64_t now)
+{
+    int64_t at = __atomic_load_n(&s->drain_at, __ATOMIC_ACQUIRE);
+    if (at == 0 || at == INT64_MAX || sk__stopping(s))
+        return -1;
+    if (now >= at) {
+        sk__server_stop(s);
+        return -1;
+    }
+    return at - now > INT32_MAX ? INT32_MAX : (int)(at - now);
+}
+
+/* The sooner of two poll timeouts (-1: none). */
+static inline int sk__sooner(int a, int b)
+{
+    return a < 0 || (b >= 0 && b < a) ? b : a;
 }
 
 /* ---- user_timer.c: the public timers ------------------------------------ */
@@ -344,6 +393,9 @@ enum {
     SK__CAP_LISTENER_SETS = 1 << 0,
     /* Its loops run outbound connections and posts (loop.h): the built-in ones. */
     SK__CAP_LOOP = 1 << 1,
+    /* It drains gracefully: its loops watch the drain descriptor, stop
+     * accepting, and end when their connections have (sk_server_drain). */
+    SK__CAP_DRAIN = 1 << 2,
 };
 
 /* A backend as the library runs it: its operations (a program's table copied

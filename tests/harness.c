@@ -192,6 +192,10 @@ static void *control_thread(void *arg)
             ctl_reply(ctl, "%d\n", sk_server_broadcastf(served, NULL, "%s\n", line + 10));
         } else if (strcmp(line, "stop") == 0) {
             sk_server_stop(served);
+        } else if (strcmp(line, "draining") == 0) {
+            ctl_reply(ctl, "%d\n", sk_server_draining(served));
+        } else if (strcmp(line, "drain") == 0) {
+            ctl_reply(ctl, "%d\n", sk_server_drain(served));
         } else if (strcmp(line, "heap") == 0) {
             ctl_reply(ctl, "%ld\n", heap_kib());
         } else if (harness_on_command) {
@@ -274,6 +278,54 @@ void start(struct running *r, sk_server *s)
     close(sv[1]);
     r->ctl = sv[0];
     sk_server_free(s); /* our copy: the listening sockets are the server process's now */
+}
+
+void start_unbound(struct running *r, sk_server *s, const int *clients)
+{
+    int sv[2];
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    r->pid = fork();
+    assert_true(r->pid >= 0);
+    if (r->pid == 0) {
+        setpgid(0, 0);
+        close(sv[0]);
+        for (int i = 0; clients && clients[i] >= 0; i++)
+            close(clients[i]); /* the test's: their close must reach the peer */
+        int rc = sk_server_bind(s);
+        char addr[SK_ADDR_STRLEN] = "-";
+        if (rc == 0)
+            sk_server_address(s, addr, sizeof(addr));
+        ctl_reply(sv[1], "bound %d %s\n", rc, addr);
+        if (rc < 0) {
+            sk_server_free(s);
+            _exit(0);
+        }
+        server_process(s, sv[1]);
+    }
+    setpgid(r->pid, r->pid);
+    live_server = r->pid;
+    close(sv[1]);
+    r->ctl = sv[0];
+    sk_server_free(s); /* our copy, never bound */
+    char line[SK_ADDR_STRLEN + 32];
+    size_t n = 0;
+    while (n + 1 < sizeof(line)) { /* a byte at a time: the report may follow */
+        ssize_t got = sk_read_some(r->ctl, line + n, 1, 20000 * test_scale());
+        assert_int_equal(got, 1);
+        if (line[n++] == '\n')
+            break;
+    }
+    line[n] = '\0';
+    assert_int_equal(sscanf(line, "bound %d %127s", &r->bind_rc, r->addr), 2);
+    if (r->bind_rc < 0) {
+        int status;
+        assert_int_equal(waitpid(r->pid, &status, 0), r->pid);
+        live_server = 0;
+        close(r->ctl);
+        return;
+    }
+    r->port = strncmp(r->addr, "unix:", 5) ? atoi(strrchr(r->addr, ':') + 1) : 0;
 }
 
 /* Ask the server process something; its one-line answer. The line is read a

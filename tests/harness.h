@@ -39,6 +39,7 @@ struct running {
     char addr[SK_ADDR_STRLEN];
     int port;
     struct report done;
+    int bind_rc; /* start_unbound(): what sk_server_bind() returned there */
 };
 
 /* Parse the command line, map the shared page, register "poll-test":
@@ -67,6 +68,12 @@ void wait_for(int *p, int want, int ms);
  * line for an over-long line) and on_data. */
 sk_server *new_server(sk_data_fn on_data);
 void start(struct running *r, sk_server *s);   /* bind, fork the server process */
+/* Fork the server process, which binds (r->bind_rc; on failure the process
+ * has ended and there is nothing to stop) and serves. For servers whose
+ * binding must happen in the serving process (a handover socket). The
+ * server process closes its copies of @clients (the test's open client
+ * sockets, ended by -1; may be NULL). */
+void start_unbound(struct running *r, sk_server *s, const int *clients);
 void finish(struct running *r);                /* stop it, await its report, check it */
 void await_done(struct running *r);            /* its report, after a stop from elsewhere */
 void await_report(struct running *r);          /* the same, whatever sk_server_run() returned */

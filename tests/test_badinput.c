@@ -133,6 +133,11 @@ static void server_layer(void **state)
     assert_int_equal(sk_server_set_nodelay(NULL, true), -EINVAL);
     assert_int_equal(sk_server_set_option(NULL, "workers", "1"), -EINVAL);
     assert_int_equal(sk_server_stop_on_signal(NULL, SIGUSR1), -EINVAL);
+    assert_int_equal(sk_server_drain_on_signal(NULL, SIGUSR1), -EINVAL);
+    assert_int_equal(sk_server_drain(NULL), -EINVAL);
+    assert_false(sk_server_draining(NULL));
+    assert_int_equal(sk_server_set_grace_timeout(NULL, 1), -EINVAL);
+    assert_int_equal(sk_server_set_handover(NULL, "/tmp/x"), -EINVAL);
     assert_int_equal(sk_server_on_open(NULL, NULL), -EINVAL);
     assert_int_equal(sk_server_on_data(NULL, NULL), -EINVAL);
     assert_int_equal(sk_server_on_close(NULL, NULL), -EINVAL);

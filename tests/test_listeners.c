@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 static void echo(sk_conn *c, char *data, size_t len)
@@ -54,6 +56,99 @@ static bool exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* The address a server bound to "ADDRESS" reports: 0, or the bind's error. */
+static int bound_address(const char *address, char *out, size_t size)
+{
+    sk_server *s = sk_server_new(address);
+    assert_non_null(s);
+    int rc = sk_server_bind(s);
+    if (rc == 0)
+        assert_true(sk_server_address(s, out, size) > 0);
+    sk_server_free(s);
+    return rc;
+}
+
+static void fd_addresses_take_an_inherited_listener(void **state)
+{
+    (void)state;
+    char want[SK_ADDR_STRLEN], got[SK_ADDR_STRLEN], address[32];
+    int lfd = sk_listen("127.0.0.1:0", SK_REUSE_ADDR, 0);
+    assert_true(lfd >= 0);
+    assert_true(sk_local_addr(lfd, want, sizeof(want)) > 0);
+    snprintf(address, sizeof(address), "fd:%d", lfd);
+    assert_int_equal(bound_address(address, got, sizeof(got)), 0);
+    assert_string_equal(got, want);
+    /* freed with the server: it was the server's to close */
+    assert_int_equal(fcntl(lfd, F_GETFD), -1);
+
+    int plain = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    snprintf(address, sizeof(address), "fd:%d", plain);
+    assert_int_equal(bound_address(address, got, sizeof(got)), SK_ELISTENFD); /* not listening */
+    close(plain);
+    assert_int_equal(bound_address("fd:0", got, sizeof(got)), SK_ELISTENFD); /* no socket */
+    assert_int_equal(bound_address("fd:999999", got, sizeof(got)), SK_ELISTENFD); /* not open */
+    assert_int_equal(bound_address("fd:x", got, sizeof(got)), SK_EADDR);
+    assert_int_equal(bound_address("fd:", got, sizeof(got)), SK_EADDR);
+    assert_int_equal(bound_address("fd:-3", got, sizeof(got)), SK_EADDR);
+    assert_string_equal(sk_strerror(SK_ELISTENFD), "descriptor is not a listening stream socket");
+}
+
+/* In a child, as systemd starts a service: two sockets on descriptors 3 and
+ * 4, named web and admin. What the child saw, as its exit status. */
+static int activated(const char *address, const char *pid_override)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "unix:@sk-activate-%d", (int)getpid());
+    int l1 = sk_listen("127.0.0.1:0", SK_REUSE_ADDR, 0), l2 = sk_listen(name, SK_REUSE_ADDR, 0);
+    assert_true(l1 >= 0 && l2 >= 0);
+    char want1[SK_ADDR_STRLEN], want2[SK_ADDR_STRLEN];
+    sk_local_addr(l1, want1, sizeof(want1));
+    sk_local_addr(l2, want2, sizeof(want2));
+    pid_t pid = fork();
+    if (pid == 0) {
+        char text[32], got[SK_ADDR_STRLEN];
+        if (dup2(l1, 3) != 3 || dup2(l2, 4) != 4)
+            _exit(10);
+        snprintf(text, sizeof(text), "%d", (int)getpid());
+        setenv("LISTEN_PID", pid_override ? pid_override : text, 1);
+        setenv("LISTEN_FDS", "2", 1);
+        setenv("LISTEN_FDNAMES", "web:admin", 1);
+        sk_server *s = sk_server_new(address);
+        int rc = sk_server_bind(s);
+        if (rc == SK_ENOTACTIVATED)
+            _exit(getenv("LISTEN_FDS") ? 2 : 11); /* not taken: left for others */
+        if (rc != 0)
+            _exit(12);
+        if (getenv("LISTEN_PID") || getenv("LISTEN_FDS") || getenv("LISTEN_FDNAMES"))
+            _exit(13); /* taken: unset */
+        sk_server_address(s, got, sizeof(got));
+        int n = 0;
+        while (sk_server_listener(s, n) >= 0)
+            n++;
+        int first = strcmp(got, want1) == 0 ? 1 : strcmp(got, want2) == 0 ? 2 : 0;
+        _exit(first == 0 ? 14 : 20 + n * 4 + first); /* how many, and which first */
+    }
+    close(l1);
+    close(l2);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void systemd_addresses_take_activated_sockets(void **state)
+{
+    (void)state;
+    assert_int_equal(activated("systemd", NULL), 20 + 2 * 4 + 1);       /* both */
+    assert_int_equal(activated("systemd:admin", NULL), 20 + 1 * 4 + 2); /* by name */
+    assert_int_equal(activated("systemd:web", NULL), 20 + 1 * 4 + 1);
+    assert_int_equal(activated("systemd:other", NULL), 2); /* none of that name */
+    assert_int_equal(activated("systemd", "1"), 2);        /* passed to another process */
+    char got[SK_ADDR_STRLEN];
+    unsetenv("LISTEN_PID");
+    assert_int_equal(bound_address("systemd", got, sizeof(got)), SK_ENOTACTIVATED);
+}
+
 static void an_adopted_listener_is_served_on_every_backend(void **state)
 {
     (void)state;
@@ -85,8 +180,9 @@ static void only_listening_sockets_are_adopted(void **state)
     (void)state;
     sk_server *s = echo_server("epoll-et");
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_int_equal(sk__listeners_adopt(&s->lis, fd), -EINVAL);
-    assert_int_equal(sk__listeners_adopt(&s->lis, 1000000), -EBADF);
+    assert_int_equal(sk__listeners_adopt(&s->lis, fd), SK_ELISTENFD); /* not listening */
+    assert_int_equal(sk__listeners_adopt(&s->lis, 1000000), SK_ELISTENFD); /* not open */
+    assert_int_equal(sk__listeners_adopt(&s->lis, 0), SK_ELISTENFD); /* not a socket */
     assert_int_equal(sk_server_listener(s, 0), -ENOENT);
     sk_server_free(s);
     assert_int_equal(fcntl(fd, F_GETFD), FD_CLOEXEC); /* not taken: still the caller's */
@@ -175,6 +271,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(an_adopted_listener_is_served_on_every_backend),
         cmocka_unit_test(only_listening_sockets_are_adopted),
+        cmocka_unit_test(fd_addresses_take_an_inherited_listener),
+        cmocka_unit_test(systemd_addresses_take_activated_sockets),
         cmocka_unit_test(released_listeners_stay_open_and_a_successor_serves_the_queue),
         cmocka_unit_test(a_server_removes_only_its_own_socket_file),
     };

@@ -58,6 +58,17 @@
 #define SK_ETLS_CERT (-3110)
 /** @} */
 
+/** @name Inherited and handed-over listeners
+ * @{ */
+/** A descriptor given as a listener (`fd:N`, socket activation, a handover)
+ *  is not an open, listening stream socket. @since 1.1 */
+#define SK_ELISTENFD (-3111)
+/** `systemd` or `systemd:NAME` was asked for, but no socket (of that name)
+ *  was passed to this process (`LISTEN_PID`, `LISTEN_FDS`,
+ *  `LISTEN_FDNAMES`). @since 1.1 */
+#define SK_ENOTACTIVATED (-3112)
+/** @} */
+
 SK_BEGIN_DECLS
 
 /**

@@ -166,10 +166,23 @@ SK_BEGIN_DECLS
  * Defaults: reuse #SK_REUSE_ADDR, backend `epoll-et`, 1 worker, 1024
  * connections at most, no idle timeout, raw framing (with a `max-line` of 4096
  * bytes for when sk_server_set_option() sets `framing` to `lines`), 1 MiB of
- * unsent output per connection, 5 s to drain at close, `TCP_NODELAY` on.
+ * unsent output per connection, 5 s to drain at close, `TCP_NODELAY` on,
+ * 30 s of grace for a graceful drain, no handover socket.
  *
- * @param address Where to listen (see addr.h), or NULL to add addresses with
- *                sk_server_add_listen(). Checked when the server binds.
+ * Besides the addresses of addr.h, a server takes sockets it inherited
+ * (version 1.1 and later): `fd:N`, the listening socket on descriptor N (left open by
+ * the program that started this one), and `systemd` or `systemd:NAME`, the
+ * sockets systemd passed (socket activation: `LISTEN_PID` is this process,
+ * `LISTEN_FDS` counts them from descriptor 3, `LISTEN_FDNAMES` names them),
+ * all of them or those of that name; the three variables are unset once
+ * the server has taken them. Each is served as it is (its address, backlog
+ * and options are its creator's). A descriptor that is not a listening
+ * stream socket fails the bind with #SK_ELISTENFD; `systemd` with nothing
+ * passed, with #SK_ENOTACTIVATED.
+ *
+ * @param address Where to listen (see addr.h, and above), or NULL to add
+ *                addresses with sk_server_add_listen(). Checked when the
+ *                server binds.
  * @return The server, or NULL if memory (or a descriptor) ran out.
  * @since 1.0
  */
@@ -189,7 +202,8 @@ SK_API void sk_server_free(sk_server *server);
 /**
  * Listen on one more address.
  * @param server  The server.
- * @param address An address (see addr.h).
+ * @param address An address (see addr.h; also `fd:N`, `systemd` and
+ *                `systemd:NAME`: see sk_server_new()).
  * @return 0; `-EINVAL` (NULL); `-ENOSPC` (8 addresses at most); `-EBUSY`
  *         (already bound); `-ENOMEM`.
  * @since 1.0
@@ -318,6 +332,48 @@ SK_API int sk_server_set_drain_timeout(sk_server *server, int drain_ms);
 SK_API int sk_server_set_nodelay(sk_server *server, bool on);
 
 /**
+ * How long a graceful drain (sk_server_drain()) lets the connections live
+ * (default 30000 ms). When it is over, the connections still open are
+ * stopped as sk_server_stop() stops them: #SK_CLOSE_STOP, output flushed
+ * within the drain timeout (sk_server_set_drain_timeout()).
+ * @param server   The server.
+ * @param grace_ms Milliseconds, 0 or more. 0: no limit: the drain lasts
+ *                 until the last connection has closed by itself.
+ * @return 0, `-EINVAL`, or `-EBUSY` while running.
+ * @since 1.1
+ */
+SK_API int sk_server_set_grace_timeout(sk_server *server, int grace_ms);
+
+/**
+ * Hand the listeners over to a successor, and take them from a predecessor,
+ * through a unix socket at @p path: a restart without losing a connection.
+ *
+ * At bind, if a server of this library answers at @p path, this server
+ * takes every one of its listening sockets (every address, every worker's
+ * `SO_REUSEPORT` socket, unix ones too) instead of binding its own
+ * addresses, and that server drains (sk_server_drain()) and its
+ * sk_server_run() returns once its connections have ended. If nothing
+ * answers, the addresses are bound as usual. Either way this server then
+ * listens at @p path (mode 0600; a stale socket file is replaced, as a unix
+ * listener's is, only when nothing answers on it) and, while it runs, hands
+ * its listeners to the first successor that asks, then drains.
+ *
+ * The listening sockets are never closed in between, so a connection queued
+ * on them is served by one server or the other. Both sides accept a peer of
+ * their own uid, or root, only (`SO_PEERCRED`); a successor refused gets
+ * `-EPERM` from sk_server_bind() (`-EACCES` if the socket file's mode
+ * stopped it first), and the old server keeps serving. Every step of the
+ * exchange is bounded (5 s). The handover socket file is removed when the
+ * server is freed or hands over.
+ *
+ * @param server The server, not bound yet.
+ * @param path   The socket file's path (shorter than 108 bytes).
+ * @return 0; `-EINVAL`; `-EBUSY` (bound or running); `-ENOMEM`.
+ * @since 1.1
+ */
+SK_API int sk_server_set_handover(sk_server *server, const char *path);
+
+/**
  * Set an option by name, from text: for command lines and configuration files.
  *
  * | name | value | same as |
@@ -332,6 +388,8 @@ SK_API int sk_server_set_nodelay(sk_server *server, bool on);
  * | `max-line` | bytes; also turns line framing on | sk_server_set_framing() |
  * | `max-output` | bytes | sk_server_set_max_output() |
  * | `drain-timeout` | milliseconds | sk_server_set_drain_timeout() |
+ * | `grace-timeout` | milliseconds, 0 for none | sk_server_set_grace_timeout() (1.1) |
+ * | `handover` | a socket file's path | sk_server_set_handover() (1.1) |
  * | `nodelay` | `on`, `off` | sk_server_set_nodelay() |
  *
  * Numbers are decimal, with nothing after them.
@@ -355,6 +413,19 @@ SK_API int sk_server_set_option(sk_server *server, const char *name, const char 
  * @since 1.0
  */
 SK_API int sk_server_stop_on_signal(sk_server *server, int signo);
+
+/**
+ * Install a handler for a signal that drains the server (sk_server_drain()),
+ * for `SIGQUIT`, say; the same signal again during the drain stops it at
+ * once, as sk_server_stop() does. With a backend that cannot drain (a
+ * program's own), the signal stops the server. The handler stays installed;
+ * sk_server_free() makes it do nothing.
+ * @param server The server.
+ * @param signo  The signal (not `SIGKILL`, `SIGSTOP`).
+ * @return 0; `-EINVAL`; or the negated `errno` of a failed `sigaction()`.
+ * @since 1.1
+ */
+SK_API int sk_server_drain_on_signal(sk_server *server, int signo);
 
 /**
  * Set the connection-opened callback.
@@ -485,6 +556,38 @@ SK_API int sk_server_run(sk_server *server);
  * @since 1.0
  */
 SK_API void sk_server_stop(sk_server *server);
+
+/**
+ * Drain the server gracefully: stop accepting at once, and let the live
+ * connections go on until each ends by itself (its peer closes, the handler
+ * closes it, the idle timeout). Then sk_server_run() returns 0, as after a
+ * stop. When the grace time (sk_server_set_grace_timeout()) is over first,
+ * the drain becomes a stop: the connections left close with
+ * #SK_CLOSE_STOP, their output flushed within the drain timeout.
+ * sk_server_stop() during a drain stops at once; a second drain changes
+ * nothing. The listening sockets stay open (sk_server_free() closes them).
+ *
+ * Timers, posts, broadcasts and outbound connections work as usual during a
+ * drain. Safe from any thread, any callback (also in a `fork` child) and a
+ * signal handler. A drain before sk_server_run() makes that run return once
+ * it has no connection: at once.
+ * @param server The server.
+ * @return 0; `-EINVAL`; `-EOPNOTSUPP` with a backend that cannot drain (a
+ *         program's own: stop it instead).
+ * @since 1.1
+ */
+SK_API int sk_server_drain(sk_server *server);
+
+/**
+ * Is the server draining? From sk_server_drain() (or its signal, or a
+ * handover) until sk_server_run() returns; also once the drain has become
+ * a stop. A handler may use it to tell its clients to go elsewhere. In a
+ * `fork` child, it knows only of a drain the child asked for itself.
+ * @param server The server.
+ * @return true while draining; false for NULL.
+ * @since 1.1
+ */
+SK_API bool sk_server_draining(const sk_server *server);
 
 /**
  * Send bytes to every live connection of the server, except one.

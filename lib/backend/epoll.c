@@ -74,6 +74,8 @@ struct reactor {
     struct sk__timers timers;
     struct sk__timer pause; /* armed: listeners out of the set until it fires */
     struct sk__watch stop_w;
+    struct sk__watch drain_w;
+    bool stopped; /* the stop, not only a drain: every connection closes */
     struct sk__inbox inbox;
     struct sk__posts posts; /* sk_server_post() to its connections */
     bool posts_open;
@@ -159,7 +161,7 @@ static void inbox_drain(struct reactor *r)
     size_t n;
     struct sk__msg **items = sk__inbox_take(&r->inbox, &n);
     for (size_t i = 0; i < n; i++) {
-        if (!r->stopping)
+        if (!r->stopped)
             deliver_local(r, items[i]->except, items[i]->data, items[i]->len);
         sk__msg_release(items[i]);
     }
@@ -420,6 +422,8 @@ static int ep_timeout(const struct reactor *r)
         t = min_timeout(t, sk__timers_next(st, r->owner.now));
     if (r->retry)
         t = min_timeout(t, RETRY_MS);
+    if (r->stopping) /* a drain's deadline (passed: the drain becomes a stop) */
+        t = min_timeout(t, sk__drain_wait(r->s, r->owner.now));
     return r->held ? 0 : t;
 }
 
@@ -434,14 +438,26 @@ static void ep_resume(struct sk__timer *t, int64_t now)
     }
 }
 
-static void ep_begin_stop(struct reactor *r)
+/* A drain, or the first step of a stop: accept no more. The loop ends once
+ * its connections have. */
+static void ep_stop_accepting(struct reactor *r)
 {
     if (r->stopping)
         return;
     r->stopping = true;
+    sk__server_note_drain(r->s); /* its deadline, if a child process began it */
     /* Removing a watched descriptor needs no memory: it does not fail. */
     if (!sk__timer_armed(&r->pause))
         (void)listeners_ctl(r, EPOLL_CTL_DEL);
+    (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->s->drain_fd, NULL);
+}
+
+static void ep_begin_stop(struct reactor *r)
+{
+    if (r->stopped)
+        return;
+    ep_stop_accepting(r);
+    r->stopped = true;
     (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->s->stop_fd, NULL);
     for (struct ep_conn *e = r->open.head; e; e = e->next)
         mark_dirty(r, e); /* each one settles with SK_CLOSE_STOP */
@@ -480,6 +496,9 @@ static int reactor_loop(struct reactor *r)
                 break;
             case SK__W_STOP:
                 ep_begin_stop(r);
+                break;
+            case SK__W_DRAIN:
+                ep_stop_accepting(r);
                 break;
             case SK__W_INBOX:
                 inbox_drain(r);
@@ -542,6 +561,7 @@ static int reactor_init(struct reactor *r, sk_server *s, struct ep_state *st, in
     r->owner.watch = ep_watch;
     sk__timers_init(&r->timers);
     r->stop_w.kind = SK__W_STOP;
+    r->drain_w.kind = SK__W_DRAIN;
     r->inbox.efd = -1; /* not open: reactor_destroy() leaves it */
     if ((r->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
         return -errno;
@@ -570,6 +590,9 @@ static int reactor_init(struct reactor *r, sk_server *s, struct ep_state *st, in
         return rc;
     ev.data.ptr = &r->stop_w;
     if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, s->stop_fd, &ev) < 0)
+        return -errno;
+    ev.data.ptr = &r->drain_w;
+    if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, s->drain_fd, &ev) < 0)
         return -errno;
     ev.data.ptr = &r->inbox.w;
     if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->inbox.efd, &ev) < 0)
@@ -654,11 +677,11 @@ const struct sk__backend sk__backend_epoll_et = {.ops = {
     .summary = "edge-triggered epoll reactor(s), each edge drained until EAGAIN",
     .run = ep_run_et,
     .broadcast = ep_broadcast,
-}, .caps = SK__CAP_LISTENER_SETS | SK__CAP_LOOP};
+}, .caps = SK__CAP_LISTENER_SETS | SK__CAP_LOOP | SK__CAP_DRAIN};
 
 const struct sk__backend sk__backend_epoll_lt = {.ops = {
     .name = "epoll-lt",
     .summary = "level-triggered epoll reactor(s), one read per readiness event",
     .run = ep_run_lt,
     .broadcast = ep_broadcast,
-}, .caps = SK__CAP_LISTENER_SETS | SK__CAP_LOOP};
+}, .caps = SK__CAP_LISTENER_SETS | SK__CAP_LOOP | SK__CAP_DRAIN};

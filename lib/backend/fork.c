@@ -265,7 +265,14 @@ static int watch_listeners(struct fork_state *fs, int op)
 static void on_event(struct fork_state *fs, struct sk__watch *w, uint32_t events)
 {
     sk_server *s = fs->s;
-    if (w == &fs->stop_w) {
+    if (w == &fs->drain_w) {
+        /* Accept no more, make no more workers (they leave when drained):
+         * the loop ends with the last child. */
+        fs->stopping = true;
+        sk__server_note_drain(s);
+        (void)watch_listeners(fs, EPOLL_CTL_DEL);
+        (void)epoll_ctl(fs->epfd, EPOLL_CTL_DEL, s->drain_fd, NULL);
+    } else if (w == &fs->stop_w) {
         fs->stopping = true;
         for (struct child *ch = fs->head; ch; ch = ch->next)
             sk__fork_wake(fs, ch); /* a parked child would not see the stop descriptor */
@@ -379,6 +386,8 @@ static int fork_loop(struct fork_state *fs)
         timeout = timeout < 0 || (next >= 0 && next < timeout) ? next : timeout;
         next = user ? sk__timers_next(user, now) : -1;
         timeout = timeout < 0 || (next >= 0 && next < timeout) ? next : timeout;
+        if (fs->stopping) /* a drain's deadline (passed: the drain becomes a stop) */
+            timeout = sk__sooner(timeout, sk__drain_wait(s, now));
         int n = epoll_wait(fs->epfd, ev, 64, timeout);
         if (n < 0 && errno != EINTR) {
             int rc = -errno;
@@ -425,6 +434,7 @@ static int fork_run(sk_server *s)
     fs->s = s;
     fs->home = (struct sk__owner){.dial = fork_home_dial, .ctr = &s->reg.ctr};
     fs->stop_w.kind = SK__W_STOP;
+    fs->drain_w.kind = SK__W_DRAIN;
     fs->listen_w.kind = SK__W_LISTENER;
     fs->self_w.kind = SK__W_INBOX;
     fs->self.relay = fs->self.slot = -1; /* no process, no relay: only a sender's name */
@@ -457,9 +467,11 @@ static int fork_run(sk_server *s)
     if ((rc = -pthread_mutex_init(&fs->self_lock, NULL)) < 0)
         goto destroy_lock;
     struct epoll_event stop_ev = {.events = EPOLLIN, .data.ptr = &fs->stop_w};
+    struct epoll_event drain_ev = {.events = EPOLLIN, .data.ptr = &fs->drain_w};
     struct epoll_event self_ev = {.events = EPOLLIN, .data.ptr = &fs->self_w};
     struct epoll_event posts_ev = {.events = EPOLLIN, .data.ptr = &s->posts};
     if (epoll_ctl(fs->epfd, EPOLL_CTL_ADD, s->stop_fd, &stop_ev) < 0 ||
+        epoll_ctl(fs->epfd, EPOLL_CTL_ADD, s->drain_fd, &drain_ev) < 0 ||
         epoll_ctl(fs->epfd, EPOLL_CTL_ADD, fs->self_efd, &self_ev) < 0 ||
         epoll_ctl(fs->epfd, EPOLL_CTL_ADD, s->posts.efd, &posts_ev) < 0) {
         rc = -errno;
@@ -511,4 +523,4 @@ const struct sk__backend sk__backend_fork = {.ops = {
     .summary = "a child process per connection; the parent relays broadcasts",
     .run = fork_run,
     .broadcast = fork_broadcast,
-}, .caps = SK__CAP_LOOP};
+}, .caps = SK__CAP_LOOP | SK__CAP_DRAIN};

@@ -108,6 +108,7 @@ struct fork_state {
     struct sk__timers timers;
     struct sk__timer kill; /* stopping: the children still there when it fires are killed */
     struct sk__watch stop_w;
+    struct sk__watch drain_w;
     struct sk__watch listen_w;
 };
 

@@ -4,6 +4,7 @@
  * outside any child, or a pool worker's accept loop. Everything between
  * processes goes through the parent. */
 #include "fork.h"
+#include "../handover.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -137,6 +138,8 @@ static void become_child(struct fork_state *fs, int relay, bool keep_listeners)
     close(fs->self_efd);
     for (int i = 0; i < s->lis.n && !keep_listeners; i++)
         close(s->lis.fd[i]);
+    if (sk__handover_fd(s->handover) >= 0) /* the parent's to answer */
+        close(sk__handover_fd(s->handover));
     /* Other threads of the parent may have held these at the fork. A child
      * without them cannot serve: it ends, and its connection with it. */
     if (pthread_mutex_init(&s->state_lock, NULL) != 0 || pthread_mutex_init(&s->reg.lock, NULL) != 0)
@@ -193,17 +196,18 @@ void sk__fork_worker_main(struct fork_state *fs, int k, int slot, int relay)
     become_child(fs, relay, true);
     struct sk__owner *owner = &child.loop.owner; /* each connection's loop's in turn */
     int n = s->lis.n;
-    struct pollfd *p = calloc((size_t)n + 2, sizeof(*p));
+    struct pollfd *p = calloc((size_t)n + 3, sizeof(*p));
     if (!p)
         _exit(1);
     for (int i = 0; i < n; i++)
         p[i] = (struct pollfd){.fd = s->lis.fd[i], .events = POLLIN};
     p[n] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
     p[n + 1] = (struct pollfd){.fd = relay, .events = POLLIN};
+    p[n + 2] = (struct pollfd){.fd = s->drain_fd, .events = POLLIN};
     while (!sk__stopping(s)) {
-        if (poll(p, (nfds_t)n + 2, -1) < 0 && errno != EINTR)
+        if (poll(p, (nfds_t)n + 3, -1) < 0 && errno != EINTR)
             break;
-        if (p[n].revents)
+        if (p[n].revents || p[n + 2].revents) /* a stop, or a drain: between connections */
             break;
         if (p[n + 1].revents) {
             ssize_t got = sk__buf_read(&child.in, relay);

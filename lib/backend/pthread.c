@@ -217,7 +217,7 @@ static int pt_home_dial(struct sk__owner *home, struct sk__dial *d, sk_conn **co
 static int pt_run(sk_server *s)
 {
     struct pt_state st = {.s = s, .home = {.dial = pt_home_dial, .ctr = &s->reg.ctr}};
-    struct pollfd *p = calloc((size_t)s->lis.n + 3, sizeof(*p));
+    struct pollfd *p = calloc((size_t)s->lis.n + 4, sizeof(*p));
     int rc = 0;
 
     if (!p)
@@ -239,16 +239,20 @@ static int pt_run(sk_server *s)
     p[n] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
     p[n + 1] = (struct pollfd){.fd = st.reap_fd, .events = POLLIN};
     p[n + 2] = (struct pollfd){.fd = s->posts.efd, .events = POLLIN};
+    p[n + 3] = (struct pollfd){.fd = s->drain_fd, .events = POLLIN};
     sk__loop_enter(s, &st.home); /* server timers and posts run here */
 
     int64_t rest_until = -1; /* after an accept error: the listeners rest until then */
+    bool draining = false;
     while (!sk__stopping(s)) {
-        int pause_ms = sk__remaining(rest_until);
+        int wait = sk__remaining(rest_until);
         /* The server's timers run here, in the thread of sk_server_run(). */
         struct sk__timers *timers = sk__server_timers(s);
-        int next = timers ? sk__timers_next(timers, sk__now_ms()) : -1;
-        int ready = poll(p, (nfds_t)n + 3, next >= 0 && (next < pause_ms || pause_ms < 0) ?
-                                               next : pause_ms);
+        if (timers)
+            wait = sk__sooner(wait, sk__timers_next(timers, sk__now_ms()));
+        if (draining)
+            wait = sk__sooner(wait, sk__drain_wait(s, sk__now_ms()));
+        int ready = poll(p, (nfds_t)n + 4, wait);
         if (ready < 0 && errno != EINTR) {
             /* The threads stop only when told: stop them all, then report. */
             rc = -errno;
@@ -261,6 +265,21 @@ static int pt_run(sk_server *s)
             pt_reap(&st);
         if (p[n + 2].revents) /* posted to the server */
             sk__posts_run(&s->posts, s);
+        if (p[n + 3].revents) { /* a drain: accept no more; end with the last thread */
+            draining = true;
+            sk__server_note_drain(s);
+            for (int i = 0; i < n; i++)
+                p[i].fd = -1;
+            p[n + 3].fd = -1;
+        }
+        if (draining) {
+            pthread_mutex_lock(&st.lock);
+            bool drained = st.live == 0;
+            pthread_mutex_unlock(&st.lock);
+            if (drained)
+                break;
+            continue;
+        }
         /* The rest is over (a timer or a finished thread may wake the loop before). */
         if (rest_until >= 0 && sk__remaining(rest_until) == 0) {
             for (int i = 0; i < n; i++)
@@ -306,4 +325,4 @@ const struct sk__backend sk__backend_pthread = {.ops = {
     .summary = "a thread per connection",
     .run = pt_run,
     .broadcast = NULL, /* the registry, each connection under its own mutex */
-}, .caps = SK__CAP_LOOP};
+}, .caps = SK__CAP_LOOP | SK__CAP_DRAIN};
