@@ -9,7 +9,9 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_LISTEN "127.0.0.1:5188"
 #define MAX_LISTEN 8 /* sk_server_add_listen() takes this many */
@@ -40,12 +42,14 @@ static int set_ca(sk_server *s, const char *v)
 }
 
 static const struct serve_option common[] = {
-    {"listen", "ADDR", "host:port, [v6]:port, *:port or unix:/path; repeatable"},
+    {"listen", "ADDR", "host:port, [v6]:port, *:port, unix:/path, fd:N; repeatable"},
     {"backend", "NAME", "how clients are served (default epoll-et; list below)"},
     {"reuse", "POLICY", "none, addr (default), port or addr+port"},
     {"workers", "N", "0 to 256: epoll reactor threads, or fork's pool size"},
     {"max-conns", "N", "1 or more: clients served at once (default 1024)"},
     {"idle-timeout", "MS", "close a client silent this long (default 0: never)"},
+    {"handover", "PATH", "take the listeners of the server at PATH, then hand them on"},
+    {"grace-timeout", "MS", "SIGQUIT or a handover: wait this long for clients (30000)"},
     {"tls-cert", "FILE", "serve TLS with this PEM certificate chain (with --tls-key)", set_cert},
     {"tls-key", "FILE", "the PEM private key of --tls-cert", set_key},
     {"tls-ca", "FILE", "with TLS: clients must show a certificate signed by this CA", set_ca},
@@ -54,6 +58,7 @@ static const struct serve_option common[] = {
 
 struct cmdline {
     const char *prog;
+    const char *handover; /* --handover PATH, or NULL */
     const struct serve_option *extra;
     const char *listen[MAX_LISTEN];
     int nlisten;
@@ -125,7 +130,9 @@ static void usage(FILE *f, const struct cmdline *cl, bool full)
     }
     sk_backend_list(backends, sizeof(backends));
     fprintf(f,
-            "\nThe default address is " DEFAULT_LISTEN "; *:PORT listens on every interface."
+            "\nThe default address is " DEFAULT_LISTEN ", or the sockets systemd passed; *:PORT"
+            "\nlistens on every interface. SIGINT, SIGTERM: stop. SIGQUIT: drain (accept no"
+            "\nmore, serve the clients until they leave or --grace-timeout); twice: stop."
             "\nBackends: %s.\n",
             backends);
 }
@@ -146,6 +153,8 @@ static int apply(sk_server *s, struct cmdline *cl, const struct serve_option *o,
     if (rc == 0) {
         if (strcmp(o->name, "listen") == 0)
             cl->listen[cl->nlisten++] = value;
+        if (strcmp(o->name, "handover") == 0)
+            cl->handover = value;
         note(cl, o, value);
         return -1;
     }
@@ -209,13 +218,26 @@ static int parse(sk_server *s, struct cmdline *cl, int argc, char **argv)
     return missing(cl);
 }
 
+/* LISTEN_PID names this process: systemd passed it sockets. */
+static bool socket_activated(void)
+{
+    const char *pid = getenv("LISTEN_PID");
+    return pid && getenv("LISTEN_FDS") && strtol(pid, NULL, 10) == (long)getpid();
+}
+
 static void bind_error(const struct cmdline *cl, int rc)
 {
     fprintf(stderr, "%s: cannot listen on ", cl->prog);
     for (int i = 0; i < cl->nlisten; i++)
         fprintf(stderr, "%s%s", i ? ", " : "", cl->listen[i]);
     fprintf(stderr, ": %s", sk_strerror(rc));
-    if (rc == -EADDRINUSE)
+    if (cl->handover && (rc == -EPERM || rc == -EACCES || rc == -EPROTO || rc == -ETIMEDOUT))
+        fprintf(stderr, "; the server at --handover %s did not hand its listeners over "
+                        "(another user's, or not a libsockkit server)",
+                cl->handover);
+    else if (rc == -EADDRINUSE && cl->handover)
+        fprintf(stderr, "; or --handover %s names a file that is not a socket", cl->handover);
+    else if (rc == -EADDRINUSE)
         fprintf(stderr, "; use another port, or --reuse port if every server sharing "
                         "the port uses it");
     else if (rc == -EACCES)
@@ -320,10 +342,13 @@ int serve_then(sk_server *s, int argc, char **argv, const struct serve_option *e
         rc = 1;
         goto out;
     }
-    if (cl.nlisten == 0 && sk_server_add_listen(s, DEFAULT_LISTEN) == 0)
-        cl.listen[cl.nlisten++] = DEFAULT_LISTEN;
+    /* Started by systemd with its sockets: those, unless told otherwise. */
+    const char *fallback = socket_activated() ? "systemd" : DEFAULT_LISTEN;
+    if (cl.nlisten == 0 && sk_server_add_listen(s, fallback) == 0)
+        cl.listen[cl.nlisten++] = fallback;
     sk_server_stop_on_signal(s, SIGINT);
     sk_server_stop_on_signal(s, SIGTERM);
+    sk_server_drain_on_signal(s, SIGQUIT); /* twice: a stop */
     if ((rc = sk_server_bind(s)) < 0) {
         bind_error(&cl, rc);
         rc = 1;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The command line every example server shares: options, the "listening on"
- * line, errors a person can act on, and a graceful stop on SIGINT/SIGTERM. */
+ * line, errors a person can act on, a graceful stop on SIGINT/SIGTERM, a
+ * graceful drain on SIGQUIT, listener handover (--handover) and socket
+ * activation (systemd's sockets when there is no --listen). */
 #ifndef SK_EXAMPLES_SERVE_H
 #define SK_EXAMPLES_SERVE_H
 
@@ -22,12 +24,14 @@ struct serve_option {
 
 /*
  * Apply the command line to @s (created with sk_server_new(NULL) and given
- * its handlers), listen on 127.0.0.1:5188 unless told otherwise, print
- * "listening on ADDR backend=NAME" (and NAME=VALUE of the shown options),
- * serve until SIGINT or SIGTERM, free @s.
+ * its handlers), listen on 127.0.0.1:5188 unless told otherwise (or on the
+ * sockets systemd passed, or on those of the server at --handover PATH),
+ * print "listening on ADDR backend=NAME" (and NAME=VALUE of the shown
+ * options), serve until SIGINT or SIGTERM, or until drained after SIGQUIT
+ * or a handover to a successor, free @s.
  * @extra lists the server's own options, ended by {0}; may be NULL.
- * Returns the exit status for main(): 0 after a signal, 1 on an error, 2 on
- * a bad command line. Errors are printed to stderr.
+ * Returns the exit status for main(): 0 after a signal or a handover, 1 on
+ * an error, 2 on a bad command line. Errors are printed to stderr.
  */
 int serve(sk_server *s, int argc, char **argv, const struct serve_option *extra);
 

@@ -48,7 +48,7 @@ struct give {
 
 struct sk__handover {
     char *path;
-    int fd;    /* listening, or -1 */
+    int fd;    /* listening, or -1; atomic: read by fork children */
     dev_t dev; /* its socket file: removed only while it is this one */
     ino_t ino;
     int wake; /* eventfd: the thread ends */
@@ -71,16 +71,19 @@ struct sk__handover *sk__handover_new(const char *path)
     return h;
 }
 
+/* Its number is gone before the descriptor is: a fork child made meanwhile
+ * (which closes its copy, sk__handover_fd()) never closes a reused number. */
 static void close_listener(struct sk__handover *h)
 {
     struct stat st;
-    if (h->fd < 0)
+    int fd = h->fd;
+    if (fd < 0)
         return;
+    __atomic_store_n(&h->fd, -1, __ATOMIC_SEQ_CST);
     if (stat(h->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == h->dev &&
         st.st_ino == h->ino)
         unlink(h->path);
-    close(h->fd);
-    h->fd = -1;
+    close(fd);
 }
 
 void sk__handover_free(struct sk__handover *h)
@@ -95,7 +98,7 @@ void sk__handover_free(struct sk__handover *h)
 
 int sk__handover_fd(const struct sk__handover *h)
 {
-    return h ? h->fd : -1;
+    return h ? __atomic_load_n(&h->fd, __ATOMIC_SEQ_CST) : -1;
 }
 
 /* A peer of this uid, or root: the only ones a handover is for. */
@@ -327,20 +330,25 @@ static int give(struct sk__handover *h, int fd)
     return 0;
 }
 
+/* The thread lives until the run ends (the wake), also after a handover: a
+ * fork child made meanwhile never inherits a finished, unjoined thread. */
 static void *serve_successors(void *arg)
 {
     struct sk__handover *h = arg;
     sem_post(&h->started);
     for (;;) {
-        struct pollfd p[2] = {{.fd = h->fd, .events = POLLIN}, {.fd = h->wake, .events = POLLIN}};
+        int lfd = h->fd; /* -1 once handed over: only the wake is awaited */
+        struct pollfd p[2] = {{.fd = lfd, .events = POLLIN}, {.fd = h->wake, .events = POLLIN}};
         if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
+            if (errno != EINTR)
+                poll(NULL, 0, RETRY_MS);
+            continue;
         }
         if (p[1].revents)
             break;
-        int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (lfd < 0 || !p[0].revents)
+            continue;
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
                 poll(NULL, 0, RETRY_MS);
@@ -348,13 +356,10 @@ static void *serve_successors(void *arg)
         }
         int rc = give(h, fd);
         close(fd); /* after a handover: the successor may take the path now */
-        if (rc == 0) {
-            if (h->s->backend->caps & SK__CAP_DRAIN)
-                sk__server_drain(h->s);
-            else
-                sk__server_stop(h->s);
-            break;
-        }
+        if (rc == 0 && (h->s->backend->caps & SK__CAP_DRAIN))
+            sk__server_drain(h->s);
+        else if (rc == 0)
+            sk__server_stop(h->s);
     }
     return NULL;
 }

@@ -138,8 +138,9 @@ static void become_child(struct fork_state *fs, int relay, bool keep_listeners)
     close(fs->self_efd);
     for (int i = 0; i < s->lis.n && !keep_listeners; i++)
         close(s->lis.fd[i]);
-    if (sk__handover_fd(s->handover) >= 0) /* the parent's to answer */
-        close(sk__handover_fd(s->handover));
+    int handover = sk__handover_fd(s->handover);
+    if (handover >= 0) /* the parent's to answer */
+        close(handover);
     /* Other threads of the parent may have held these at the fork. A child
      * without them cannot serve: it ends, and its connection with it. */
     if (pthread_mutex_init(&s->state_lock, NULL) != 0 || pthread_mutex_init(&s->reg.lock, NULL) != 0)
