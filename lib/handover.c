@@ -281,6 +281,7 @@ static int send_fds(int fd, const int *fds, int n)
     } ctl;
     struct give g = {.magic = MAGIC, .version = VERSION, .count = (uint32_t)n};
     struct iovec iov = {.iov_base = &g, .iov_len = sizeof(g)};
+    memset(&ctl, 0, sizeof(ctl)); /* the header's padding goes out too */
     struct msghdr m = {.msg_iov = &iov,
                        .msg_iovlen = 1,
                        .msg_control = ctl.buf,

@@ -128,7 +128,27 @@ static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
  * thread to take the server away before freeing it: a stop still inside its
  * write() to the stop descriptor must not meet sk_server_free()'s close(). */
 static pthread_mutex_t served_lock = PTHREAD_MUTEX_INITIALIZER;
-static pid_t live_server; /* killed (with its process group) by teardown if a test fails */
+/* Server processes running: killed (with their process groups) by teardown
+ * if a test fails half-way. A test may run two at once (a handover). */
+#define MAX_LIVE 4
+static pid_t live_servers[MAX_LIVE];
+
+static void live_add(pid_t pid)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live_servers[i] == 0) {
+            live_servers[i] = pid;
+            return;
+        }
+    fail_msg("more than %d servers at once", MAX_LIVE);
+}
+
+static void live_remove(pid_t pid)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live_servers[i] == pid)
+            live_servers[i] = 0;
+}
 
 static void stop_on_signal(int sig)
 {
@@ -274,7 +294,7 @@ void start(struct running *r, sk_server *s)
         server_process(s, sv[1]);
     }
     setpgid(r->pid, r->pid);
-    live_server = r->pid;
+    live_add(r->pid);
     close(sv[1]);
     r->ctl = sv[0];
     sk_server_free(s); /* our copy: the listening sockets are the server process's now */
@@ -304,7 +324,7 @@ void start_unbound(struct running *r, sk_server *s, const int *clients)
         server_process(s, sv[1]);
     }
     setpgid(r->pid, r->pid);
-    live_server = r->pid;
+    live_add(r->pid);
     close(sv[1]);
     r->ctl = sv[0];
     sk_server_free(s); /* our copy, never bound */
@@ -321,7 +341,7 @@ void start_unbound(struct running *r, sk_server *s, const int *clients)
     if (r->bind_rc < 0) {
         int status;
         assert_int_equal(waitpid(r->pid, &status, 0), r->pid);
-        live_server = 0;
+        live_remove(r->pid);
         close(r->ctl);
         return;
     }
@@ -405,7 +425,7 @@ void await_report(struct running *r)
                      7);
     int status;
     assert_int_equal(waitpid(r->pid, &status, 0), r->pid);
-    live_server = 0;
+    live_remove(r->pid);
     /* A wrapper such as valgrind --error-exitcode reports through the status. */
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
@@ -528,10 +548,13 @@ int harness_setup(void **state)
 int harness_teardown(void **state)
 {
     (void)state;
-    if (live_server > 0) { /* the test failed half-way: stop its server for good */
-        kill(-live_server, SIGKILL);
-        waitpid(live_server, NULL, 0);
-        live_server = 0;
+    for (int i = 0; i < MAX_LIVE; i++) { /* the test failed half-way: stop them for good */
+        pid_t pid = live_servers[i];
+        if (pid <= 0)
+            continue;
+        kill(-pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        live_servers[i] = 0;
     }
     return 0;
 }

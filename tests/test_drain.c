@@ -227,9 +227,12 @@ static int bind_as_nobody(int want)
         if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)
             _exit(3);
         sk_server *s = sk_server_new("127.0.0.1:0");
-        if (!s || sk_server_set_handover(s, path) != 0)
+        if (!s || sk_server_set_handover(s, path) != 0) {
+            sk_server_free(s);
             _exit(4);
+        }
         int rc = sk_server_bind(s);
+        sk_server_free(s);
         if (rc != want)
             fprintf(stderr, "# bind as uid 65534: %d (%s), not %d\n", rc, sk_strerror(rc), want);
         _exit(rc == want ? 0 : 1);
