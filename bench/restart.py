@@ -13,7 +13,7 @@ Every failed exchange is counted by kind: refused, reset, closed early (EOF
 before the whole echo), timeout, wrong bytes. Not a test: run it and report.
 
     python3 bench/restart.py --build BUILD [--runs 3] [--restarts 20]
-        [--backends epoll-et,epoll-lt,pthread,fork] [--markdown FILE]
+        [--backends epoll-et,epoll-lt,pthread,fork] [--workers N] [--markdown FILE]
 """
 import argparse
 import os
@@ -89,16 +89,19 @@ def start(argv):
     return p, int(line.split()[2].rsplit(':', 1)[1])
 
 
-def run_once(echo, backend, mode, restarts):
+def run_once(echo, backend, mode, restarts, workers):
     with tempfile.TemporaryDirectory(prefix='sk-restart-') as tmp:
         path = os.path.join(tmp, 'handover')
         port = 0
 
         def argv():
-            a = [echo, '--backend', backend, '--listen', f'127.0.0.1:{port}']
+            a = [echo, '--backend', backend, '--listen', f'127.0.0.1:{port}',
+                 '--workers', str(workers)]
             if mode == 'handover':
-                return a + ['--handover', path]
-            return a + ['--reuse', 'addr+port']
+                a += ['--handover', path]
+            if mode == 'reuseport' or (workers and backend.startswith('epoll')):
+                a += ['--reuse', 'addr+port']  # (epoll: a SO_REUSEPORT socket per reactor)
+            return a
 
         old, port = start(argv())
         load = Load(port)
@@ -124,17 +127,19 @@ def main():
     ap.add_argument('--runs', type=int, default=3)
     ap.add_argument('--restarts', type=int, default=20)
     ap.add_argument('--backends', default='epoll-et,epoll-lt,pthread,fork')
+    ap.add_argument('--workers', type=int, default=0)
     ap.add_argument('--markdown')
     args = ap.parse_args()
     echo = os.path.join(args.build, 'examples', 'sk-echo-server')
-    rows = ['| backend | restart | run | exchanges | lost | lost by kind |', '|---|---|---|---|---|---|']
+    rows = ['| backend | workers | restart | run | exchanges | lost | lost by kind |',
+            '|---|---|---|---|---|---|---|']
     for backend in args.backends.split(','):
         for mode in ('reuseport', 'handover'):
             for run in range(1, args.runs + 1):
-                done, lost, secs = run_once(echo, backend, mode, args.restarts)
+                done, lost, secs = run_once(echo, backend, mode, args.restarts, args.workers)
                 kinds = ', '.join(f'{k} {n}' for k, n in sorted(lost.items())) or '-'
-                row = (f'| {backend} | {mode} | {run} | {done} | {sum(lost.values())} | '
-                       f'{kinds} |')
+                row = (f'| {backend} | {args.workers} | {mode} | {run} | {done} | '
+                       f'{sum(lost.values())} | {kinds} |')
                 rows.append(row)
                 print(row, flush=True)
     text = '\n'.join(rows) + '\n'
