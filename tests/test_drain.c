@@ -211,6 +211,7 @@ static void a_handover_moves_the_listeners(void **state)
     served(c, "and the next\n");
     close(b);
     close(c);
+    wait_count(&next, 0, 5000 * test_scale()); /* closed by their peers, not by the stop */
     finish(&next);
     assert_int_equal(stat(path, &st), -1); /* removed with the last server */
     remove_path();

@@ -114,19 +114,23 @@ static int activated(const char *address, const char *pid_override)
         setenv("LISTEN_FDS", "2", 1);
         setenv("LISTEN_FDNAMES", "web:admin", 1);
         sk_server *s = sk_server_new(address);
-        int rc = sk_server_bind(s);
+        int rc = sk_server_bind(s), status;
         if (rc == SK_ENOTACTIVATED)
-            _exit(getenv("LISTEN_FDS") ? 2 : 11); /* not taken: left for others */
-        if (rc != 0)
-            _exit(12);
-        if (getenv("LISTEN_PID") || getenv("LISTEN_FDS") || getenv("LISTEN_FDNAMES"))
-            _exit(13); /* taken: unset */
-        sk_server_address(s, got, sizeof(got));
-        int n = 0;
-        while (sk_server_listener(s, n) >= 0)
-            n++;
-        int first = strcmp(got, want1) == 0 ? 1 : strcmp(got, want2) == 0 ? 2 : 0;
-        _exit(first == 0 ? 14 : 20 + n * 4 + first); /* how many, and which first */
+            status = getenv("LISTEN_FDS") ? 2 : 11; /* not taken: left for others */
+        else if (rc != 0)
+            status = 12;
+        else if (getenv("LISTEN_PID") || getenv("LISTEN_FDS") || getenv("LISTEN_FDNAMES"))
+            status = 13; /* taken: unset */
+        else {
+            sk_server_address(s, got, sizeof(got));
+            int n = 0;
+            while (sk_server_listener(s, n) >= 0)
+                n++;
+            int first = strcmp(got, want1) == 0 ? 1 : strcmp(got, want2) == 0 ? 2 : 0;
+            status = first == 0 ? 14 : 20 + n * 4 + first; /* how many, and which first */
+        }
+        sk_server_free(s);
+        _exit(status);
     }
     close(l1);
     close(l2);
