@@ -237,6 +237,8 @@ int sk__handover_take(struct sk__handover *h, struct sk__listeners *l)
         close(fd);
         return rc;
     }
+    for (int i = 0; i < n; i++) /* its socket files are ours to remove now */
+        sk__listeners_claim_file(l, fds[i]);
     /* The old server closes the exchange once its handover socket is gone. */
     char c;
     while (recv(fd, &c, 1, 0) < 0 && errno == EINTR)

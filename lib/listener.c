@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 void sk__listeners_init(struct sk__listeners *l)
@@ -207,6 +209,29 @@ int sk__listeners_release(struct sk__listeners *l, int *fds, int max)
         l->files[i] = (struct sk__sockfile){0};
     }
     return n;
+}
+
+void sk__listeners_claim_file(struct sk__listeners *l, int fd)
+{
+    struct sockaddr_un a;
+    socklen_t len = sizeof(a);
+    struct stat st;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) < 0 || a.sun_family != AF_UNIX ||
+        len <= offsetof(struct sockaddr_un, sun_path) || a.sun_path[0] == '\0')
+        return; /* not a unix socket with a file */
+    a.sun_path[sizeof(a.sun_path) - 1] = '\0';
+    if (stat(a.sun_path, &st) < 0 || !S_ISSOCK(st.st_mode))
+        return;
+    for (int i = 0; i < SK__MAX_LISTEN; i++) {
+        struct sk__sockfile *file = &l->files[i];
+        if (file->path)
+            continue;
+        if ((file->path = strdup(a.sun_path))) {
+            file->dev = st.st_dev;
+            file->ino = st.st_ino;
+        }
+        return;
+    }
 }
 
 void sk__listeners_disown(struct sk__listeners *l)

@@ -39,11 +39,15 @@ SK__HIDDEN int sk__listeners_add(struct sk__listeners *l, const char *address);
 SK__HIDDEN int sk__listeners_bind(struct sk__listeners *l, sk_reuse reuse, int sets);
 /* Take a listening socket that exists already (inherited, handed over): it is
  * served as one more address of set 0, made non-blocking and close-on-exec;
- * its socket file, if any, is not this server's to remove. Before any bind
- * of the addresses, or instead of it. */
+ * its socket file, if any, is not this server's to remove (unless claimed:
+ * sk__listeners_claim_file()). Before any bind of the addresses, or instead
+ * of it. SK_ELISTENFD if it is not a listening stream socket. */
 SK__HIDDEN int sk__listeners_adopt(struct sk__listeners *l, int fd);
 /* Is the address one of an inherited socket: "fd:N", "systemd[:NAME]"? */
 SK__HIDDEN bool sk__address_inherited(const char *address);
+/* The socket file of an adopted unix listener becomes ours (handed over by
+ * a server that no longer removes it): removed when we close, if still it. */
+SK__HIDDEN void sk__listeners_claim_file(struct sk__listeners *l, int fd);
 /* The socket files are no longer ours (a successor serves them): closing
  * the listeners leaves them in place. */
 SK__HIDDEN void sk__listeners_disown(struct sk__listeners *l);

@@ -172,6 +172,10 @@ static void the_drain_signal_twice_stops(void **state)
 
 /* ---- handover ---------------------------------------------------------- */
 
+/* A unix listener's socket file beside the handover socket, for the servers
+ * of a handover test that listen on it too. */
+static char unix_path[160];
+
 static sk_server *handover_server(void)
 {
     sk_server *s = new_server(echo);
@@ -185,8 +189,13 @@ static void a_handover_moves_the_listeners(void **state)
     (void)state;
     struct running old, next;
     struct stat st;
+    char unix_address[200];
     fresh_path();
-    start_unbound(&old, handover_server(), NULL);
+    snprintf(unix_path, sizeof(unix_path), "%s/echo.sock", dir);
+    snprintf(unix_address, sizeof(unix_address), "unix:%s", unix_path);
+    sk_server *first = handover_server();
+    assert_int_equal(sk_server_add_listen(first, unix_address), 0); /* one more address */
+    start_unbound(&old, first, NULL);
     assert_int_equal(old.bind_rc, 0);
     assert_int_equal(stat(path, &st), 0);
     assert_true(S_ISSOCK(st.st_mode));
@@ -200,13 +209,22 @@ static void a_handover_moves_the_listeners(void **state)
     assert_string_equal(next.addr, old.addr);
     int b = dial(&next);
     served(b, "to the new one\n");
+    int u = sk_connect(unix_address, 2000); /* the unix listener came along */
+    assert_true(u >= 0);
+    served(u, "through the socket file\n");
+    close(u);
     served(a, "the old one drains\n");
-    assert_int_equal(server_count(&next), 1);
+    wait_count(&next, 1, 5000 * test_scale()); /* b: u has closed */
     assert_int_equal(stat(path, &st), 0); /* the successor's now */
     assert_int_equal(st.st_mode & 0777, 0600);
 
     close(a); /* the old one's last connection: it returns by itself */
     await_done(&old);
+    assert_int_equal(stat(unix_path, &st), 0); /* left for the successor */
+    u = sk_connect(unix_address, 2000);
+    assert_true(u >= 0);
+    served(u, "still through the socket file\n");
+    close(u);
     int c = dial(&next);
     served(c, "and the next\n");
     close(b);
@@ -214,9 +232,10 @@ static void a_handover_moves_the_listeners(void **state)
     wait_count(&next, 0, 5000 * test_scale()); /* closed by their peers, not by the stop */
     finish(&next);
     assert_int_equal(stat(path, &st), -1); /* removed with the last server */
+    assert_int_equal(stat(unix_path, &st), -1); /* and the listener's, now its own */
     remove_path();
     assert_int_equal(shared_get(&sh->closes[SK_CLOSE_STOP]), 0);
-    assert_int_equal(shared_get(&sh->closes[SK_CLOSE_PEER]), 3);
+    assert_int_equal(shared_get(&sh->closes[SK_CLOSE_PEER]), 5);
 }
 
 /* Take the listeners in a process of uid 65534 (nobody): 0 if the bind
