@@ -15,6 +15,8 @@
 #include "handover.h"
 #include "server_internal.h"
 
+#include <sockkit/io.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -120,28 +122,18 @@ static int bound_io(int fd)
     return 0;
 }
 
-/* Exactly len bytes, or an error (-EPROTO: the peer closed first). */
+/* Exactly len bytes (the socket layer's bounded calls), or an error
+ * (-EPROTO: the peer closed first). */
 static int recv_exact(int fd, void *buf, size_t len)
 {
-    for (size_t got = 0; got < len;) {
-        ssize_t n = recv(fd, (char *)buf + got, len - got, 0);
-        if (n == 0)
-            return -EPROTO;
-        if (n < 0 && errno != EINTR)
-            return errno == EAGAIN ? -ETIMEDOUT : -errno;
-        got += n > 0 ? (size_t)n : 0;
-    }
-    return 0;
+    ssize_t n = sk_read_full(fd, buf, len, IO_MS);
+    return n == (ssize_t)len ? 0 : n < 0 ? (int)n : -EPROTO;
 }
 
 static int send_exact(int fd, const void *buf, size_t len)
 {
-    ssize_t n;
-    while ((n = send(fd, buf, len, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-        ;
-    if (n < 0)
-        return errno == EAGAIN ? -ETIMEDOUT : -errno;
-    return (size_t)n == len ? 0 : -EPROTO;
+    ssize_t n = sk_write_all(fd, buf, len, IO_MS);
+    return n == (ssize_t)len ? 0 : n < 0 ? (int)n : -EPROTO;
 }
 
 /* ---- the successor: taking the listeners ------------------------------- */

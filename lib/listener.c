@@ -204,10 +204,7 @@ int sk__listeners_release(struct sk__listeners *l, int *fds, int max)
     free(l->fd);
     l->fd = NULL;
     l->n = l->nsets = 0;
-    for (int i = 0; i < SK__MAX_LISTEN; i++) { /* the files go with the sockets */
-        free(l->files[i].path);
-        l->files[i] = (struct sk__sockfile){0};
-    }
+    sk__listeners_disown(l); /* the files go with the sockets */
     return n;
 }
 

@@ -390,11 +390,6 @@ static int ep_dial(struct sk__owner *owner, struct sk__dial *d, sk_conn **conn)
 
 /* ---- the loop ---------------------------------------------------------- */
 
-static int min_timeout(int a, int b)
-{
-    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
-}
-
 /* Read the throttled connections again once every other inbox is back under
  * half its bound. */
 static void ep_unthrottle(struct reactor *r)
@@ -416,14 +411,14 @@ static int ep_timeout(const struct reactor *r)
 {
     int t = sk__timers_next(&r->timers, r->owner.now);
     if (r->nthrottled)
-        t = min_timeout(t, THROTTLE_MS);
+        t = sk__sooner(t, THROTTLE_MS);
     struct sk__timers *st = r->server_timers ? sk__server_timers(r->s) : NULL;
     if (st)
-        t = min_timeout(t, sk__timers_next(st, r->owner.now));
+        t = sk__sooner(t, sk__timers_next(st, r->owner.now));
     if (r->retry)
-        t = min_timeout(t, RETRY_MS);
+        t = sk__sooner(t, RETRY_MS);
     if (r->stopping) /* a drain's deadline (passed: the drain becomes a stop) */
-        t = min_timeout(t, sk__drain_wait(r->s, r->owner.now));
+        t = sk__sooner(t, sk__drain_wait(r->s, r->owner.now));
     return r->held ? 0 : t;
 }
 

@@ -382,10 +382,9 @@ static int fork_loop(struct fork_state *fs)
         int timeout = waiting || fs->nunsettled ? 10 : fs->paused || fs->nmissing ? 100 : -1;
         int64_t now = sk__now_ms();
         struct sk__timers *user = sk__server_timers(s); /* the server's timers run here */
-        int next = sk__timers_next(&fs->timers, now);
-        timeout = timeout < 0 || (next >= 0 && next < timeout) ? next : timeout;
-        next = user ? sk__timers_next(user, now) : -1;
-        timeout = timeout < 0 || (next >= 0 && next < timeout) ? next : timeout;
+        timeout = sk__sooner(timeout, sk__timers_next(&fs->timers, now));
+        if (user)
+            timeout = sk__sooner(timeout, sk__timers_next(user, now));
         if (fs->stopping) /* a drain's deadline (passed: the drain becomes a stop) */
             timeout = sk__sooner(timeout, sk__drain_wait(s, now));
         int n = epoll_wait(fs->epfd, ev, 64, timeout);
