@@ -218,6 +218,30 @@ void sk__conn_shut_write(sk_conn *c)
         request_close_locked(c, SK_CLOSE_RESET);
 }
 
+/* A transport whose writes wait for the loop, about to pass the cap: what
+ * is queued and then *p go to the socket now, as far as it takes them (none
+ * while a send of the loop's is in flight: the order would change). */
+static void write_through(sk_conn *c, const char **p, size_t *len)
+{
+    if (c->out.pinned || c->connecting || c->handshaking)
+        return;
+    while (c->out.bytes > 0) {
+        struct iovec iov[FLUSH_IOV];
+        int k = sk__outq_iov(&c->out, iov, FLUSH_IOV);
+        ssize_t n = c->tp->writev_now(c, iov, k);
+        if (n <= 0)
+            return; /* full, or an error its loop will see */
+        sk__conn_sent(c, (size_t)n);
+    }
+    struct iovec iov = {.iov_base = (void *)*p, .iov_len = *len};
+    ssize_t n = c->tp->writev_now(c, &iov, 1);
+    if (n > 0) {
+        sk__count(c->owner->ctr, SK__C_BYTES_OUT, n);
+        *p += n;
+        *len -= (size_t)n;
+    }
+}
+
 int sk__conn_queue(sk_conn *c, const void *data, size_t len, bool from_owner)
 {
     const char *p = data;
@@ -237,6 +261,8 @@ int sk__conn_queue(sk_conn *c, const void *data, size_t len, bool from_owner)
         p += n;
         len -= (size_t)n;
     }
+    if (len > c->cfg->max_output - c->out.bytes && c->tp->writev_now)
+        write_through(c, &p, &len);
     if (len > c->cfg->max_output - c->out.bytes) {
         request_close_locked(c, SK_CLOSE_SLOW);
         if (c->state == SK__CLOSING) /* last words of a closing connection */
@@ -308,17 +334,22 @@ int sk__conn_flush(sk_conn *c)
         }
         if (n == 0)
             return 0;
-        sk__outq_consume(&c->out, (size_t)n); /* frees the chunks sent: idle holds none */
-        sk__count(c->owner->ctr, SK__C_BYTES_OUT, n);
-        sk__count(c->owner->ctr, SK__C_BUFFERED, -n);
-        if (c->over_high && c->out.bytes <= c->low) { /* on_drain from settle, unlocked */
-            c->over_high = false;
-            c->drain_due = true;
-        }
+        sk__conn_sent(c, (size_t)n);
     }
     if (c->shut_asked && !c->shut_done) /* all written: now the FIN */
         sk__conn_shut_write(c);
     return 1;
+}
+
+void sk__conn_sent(sk_conn *c, size_t n)
+{
+    sk__outq_consume(&c->out, n); /* frees the chunks sent: idle holds none */
+    sk__count(c->owner->ctr, SK__C_BYTES_OUT, (long long)n);
+    sk__count(c->owner->ctr, SK__C_BUFFERED, -(long long)n);
+    if (c->over_high && c->out.bytes <= c->low) { /* on_drain from settle, unlocked */
+        c->over_high = false;
+        c->drain_due = true;
+    }
 }
 
 /* ---- input ------------------------------------------------------------- */

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK_FIRST 4096   /* allocation of the first chunk, header included */
+#define CHUNK_FIRST 512    /* allocation of the first chunk, header included: a small
+                              * reply fits, from the allocator's per-thread cache */
 #define CHUNK_MAX (64 * 1024) /* later ones double up to this (a larger append: its size) */
 
 /* A chunk for at least need bytes, sized after the tail it follows. */
@@ -83,12 +84,32 @@ void sk__outq_consume(struct sk__outq *q, size_t n)
     }
 }
 
+static void free_chunks(struct sk__chunk *ch)
+{
+    while (ch) {
+        struct sk__chunk *next = ch->next;
+        free(ch);
+        ch = next;
+    }
+}
+
 void sk__outq_clear(struct sk__outq *q)
 {
-    while (q->head) {
-        struct sk__chunk *ch = q->head;
-        q->head = ch->next;
-        free(ch);
+    if (q->pinned && q->head) { /* a send reads them: keep them until it is done */
+        q->tail->next = q->dropped;
+        q->dropped = q->head;
+    } else {
+        free_chunks(q->head);
     }
-    *q = (struct sk__outq){0};
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+}
+
+bool sk__outq_unpin(struct sk__outq *q)
+{
+    bool kept = !q->dropped;
+    free_chunks(q->dropped);
+    q->dropped = NULL;
+    q->pinned = false;
+    return kept;
 }

@@ -24,6 +24,10 @@ struct sk__chunk {
 struct sk__outq {
     struct sk__chunk *head, *tail;
     size_t bytes; /* queued and not yet sent */
+    /* A send in flight points into the queue (sk__outq_pin): chunks cleared
+     * meanwhile are kept here, out of the queue, until it completes. */
+    struct sk__chunk *dropped;
+    bool pinned;
 };
 
 /* Append len bytes (into the tail's free room, then a new chunk): 0, or
@@ -34,7 +38,16 @@ SK__HIDDEN int sk__outq_iov(const struct sk__outq *q, struct iovec *iov, int max
 /* n bytes (at most q->bytes) were sent: free the chunks they finish (a chunk
  * lives until all its bytes are sent; the queue emptied holds no memory). */
 SK__HIDDEN void sk__outq_consume(struct sk__outq *q, size_t n);
-/* Free everything queued. */
+/* Free everything queued (while pinned: keep it aside, out of the queue). */
 SK__HIDDEN void sk__outq_clear(struct sk__outq *q);
+/* A send that points into the queue is in flight: until sk__outq_unpin(),
+ * a clear may not free its bytes. */
+static inline void sk__outq_pin(struct sk__outq *q)
+{
+    q->pinned = true;
+}
+/* That send completed: false if the queue was cleared meanwhile (its bytes
+ * are freed now and must not be consumed), true if they are still queued. */
+SK__HIDDEN bool sk__outq_unpin(struct sk__outq *q);
 
 #endif /* SOCKKIT_OUTQ_H */

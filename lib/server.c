@@ -417,9 +417,14 @@ int sk_server_bind(sk_server *s)
         return -EINVAL;
     if (s->lis.n > 0)
         return 0;
+    /* A backend that cannot run here says so now, before anything is
+     * bound or taken over from a running server. */
+    int rc = s->backend->usable ? s->backend->usable() : 0;
+    if (rc < 0)
+        return rc;
     /* A server answering at the handover socket gives its listeners, and
      * the addresses are not bound: they are served already. */
-    int rc = s->handover ? sk__handover_take(s->handover, &s->lis) : 0;
+    rc = s->handover ? sk__handover_take(s->handover, &s->lis) : 0;
     if (rc == 0 && s->lis.naddr == 0)
         rc = -EDESTADDRREQ;
     else if (rc == 0)

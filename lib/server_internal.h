@@ -351,6 +351,10 @@ SK__HIDDEN void sk__conn_got(sk_conn *c, char *buf, ssize_t n);
 /* Write pending output: 1 when none is left, 0 if some is, < 0 on error (close
  * requested). Caller holds its owner's lock, if any. */
 SK__HIDDEN int sk__conn_flush(sk_conn *c);
+/* n bytes of the queue's head were sent (n <= its bytes): count them and
+ * free what they finish; a connection back under its low watermark owes
+ * on_drain. Caller holds its owner's lock, if any. */
+SK__HIDDEN void sk__conn_sent(sk_conn *c, size_t n);
 /* Send the FIN of sk_conn_shutdown() (its output is all written). Owner, under its lock. */
 SK__HIDDEN void sk__conn_shut_write(sk_conn *c);
 /* Ask for a close; the first reason wins. Any thread; takes its owner's lock (if it has
@@ -404,12 +408,18 @@ enum {
 struct sk__backend {
     sk_backend ops;
     unsigned caps;
+    /* Whether it can run on this system (a built-in that needs a kernel
+     * feature): 0, or the error sk_server_bind() returns. NULL: always. */
+    int (*usable)(void);
 };
 
 SK__HIDDEN extern const struct sk__backend sk__backend_epoll_et;
 SK__HIDDEN extern const struct sk__backend sk__backend_epoll_lt;
 SK__HIDDEN extern const struct sk__backend sk__backend_pthread;
 SK__HIDDEN extern const struct sk__backend sk__backend_fork;
+#ifdef SK_HAVE_URING
+SK__HIDDEN extern const struct sk__backend sk__backend_uring;
+#endif
 
 /* The backend a server runs unless told otherwise: epoll-et. */
 SK__HIDDEN const struct sk__backend *sk__backend_default(void);

@@ -14,7 +14,7 @@ static ssize_t plain_read(sk_conn *c, void *buf, size_t len, bool wait)
     return n >= 0 ? n : errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-static ssize_t plain_writev(sk_conn *c, const struct iovec *iov, int n)
+ssize_t sk__plain_writev(sk_conn *c, const struct iovec *iov, int n)
 {
     for (;;) {
         ssize_t w;
@@ -40,6 +40,6 @@ static int plain_shutdown(sk_conn *c)
 
 const struct sk__transport sk__transport_plain = {
     .read = plain_read,
-    .writev = plain_writev,
+    .writev = sk__plain_writev,
     .shutdown = plain_shutdown,
 };

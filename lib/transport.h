@@ -37,10 +37,18 @@ struct sk__transport {
     /* Whether it holds bytes (or a FIN) to send: the socket is watched for
      * writing until it does not. NULL: never. */
     bool (*has_output)(const sk_conn *c);
+    /* Where writev never writes on the spot (a loop that batches its sends:
+     * io_uring): write now, as writev would elsewhere. Used only when the
+     * queue would otherwise pass its cap, so that what the socket takes at
+     * once does not count against it, as on the other backends. NULL: writev
+     * writes on the spot already. */
+    ssize_t (*writev_now)(sk_conn *c, const struct iovec *iov, int n);
 };
 
 /* Plain sockets: recv, send (sendmsg for several buffers), shutdown. */
 SK__HIDDEN extern const struct sk__transport sk__transport_plain;
+/* Its writev: send, or sendmsg for several buffers, never waiting. */
+SK__HIDDEN ssize_t sk__plain_writev(sk_conn *c, const struct iovec *iov, int n);
 
 /* Output the transport holds (beside the connection's queue). */
 static inline bool sk__tp_output(const sk_conn *c)
