@@ -227,6 +227,10 @@ static bool socket_activated(void)
 
 static void bind_error(const struct cmdline *cl, int rc)
 {
+    if (rc == SK_EURING_OFF || rc == SK_EURING_OLD) { /* the backend, not an address */
+        fprintf(stderr, "%s: --backend io_uring: %s\n", cl->prog, sk_strerror(rc));
+        return;
+    }
     fprintf(stderr, "%s: cannot listen on ", cl->prog);
     for (int i = 0; i < cl->nlisten; i++)
         fprintf(stderr, "%s%s", i ? ", " : "", cl->listen[i]);

@@ -16,6 +16,9 @@ static const struct sk__backend *const builtin[] = {
     &sk__backend_epoll_lt,
     &sk__backend_pthread,
     &sk__backend_fork,
+#ifdef SK_HAVE_URING
+    &sk__backend_uring,
+#endif
 };
 #define NBUILTIN ((int)(sizeof(builtin) / sizeof(builtin[0])))
 

@@ -33,6 +33,12 @@ static const char *library_text(int err)
     case SK_ELISTENFD: return "descriptor is not a listening stream socket";
     case SK_ENOTACTIVATED:
         return "no socket (of that name) passed by the service manager (LISTEN_FDS)";
+    case SK_EURING_OFF:
+        return "io_uring is turned off here (kernel.io_uring_disabled or a seccomp filter); "
+               "use the epoll-et backend";
+    case SK_EURING_OLD:
+        return "this kernel lacks io_uring or a feature of it the backend needs (Linux 6.0); "
+               "use the epoll-et backend";
     }
     return NULL;
 }

@@ -35,4 +35,4 @@ ensure_packages() {
 
 # libssl-dev: TLS (meson option tls, auto); openssl: the TLS tests make their certificates.
 BUILD_PACKAGES="meson:meson ninja-build:ninja pkg-config:pkg-config gcc:gcc libc6-dev python3:python3
-    libssl-dev openssl:openssl"
+    libssl-dev openssl:openssl liburing-dev"

@@ -14,6 +14,7 @@ struct fault_counts {
     unsigned long turn;           /* which kind the next read/send fault is */
     int once[4];                  /* errno for the next call of a kind (enum fault_once), or 0 */
     long once_hit;                /* calls failed that way */
+    long nobufs;                  /* io_uring: receives that found no buffer */
 };
 extern struct fault_counts *fault_counts;
 

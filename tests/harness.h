@@ -15,6 +15,9 @@
 
 /* Set by harness_init() from the command line: BACKEND [WORKERS [REUSE]]. */
 extern const char *backend;
+/* The backend runs reactors (epoll-et, epoll-lt, io_uring): loops of many
+ * connections each, one per worker, with inboxes between them. */
+bool harness_reactors(void);
 extern int workers;
 extern sk_reuse reuse;
 

@@ -349,6 +349,11 @@ static void server_layer(void **state)
     assert_int_equal(sk_backend_register_sized(&taken, sizeof(taken)), -EEXIST);
     static sk_backend many[40];
     static char names[40][16];
+    char all[512];
+    assert_true(sk_backend_list(all, sizeof(all)) > 0);
+    int builtin = 1; /* the backends there are: the built-in ones, io_uring if built */
+    for (const char *p = all; (p = strstr(p, ", ")); p += 2)
+        builtin++;
     int rc = 0, added = 0;
     for (int i = 0; i < 40 && rc == 0; i++) {
         snprintf(names[i], sizeof(names[i]), "extra-%d", i);
@@ -356,8 +361,8 @@ static void server_layer(void **state)
         rc = sk_backend_register(&many[i]);
         added += rc == 0;
     }
-    assert_int_equal(rc, -ENOSPC); /* 32 at most, the 4 built-in ones included */
-    assert_int_equal(added, 28);
+    assert_int_equal(rc, -ENOSPC); /* 32 at most, the built-in ones included */
+    assert_int_equal(added, 32 - builtin);
     assert_null(sk_backend_find(NULL));
     assert_null(sk_backend_find(""));
     assert_int_equal(sk_backend_list(NULL, 10), -EINVAL);

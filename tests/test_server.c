@@ -424,7 +424,7 @@ static unsigned long reactor_of(int fd)
 static void a_late_reactor_slows_the_broadcaster_down(void **state)
 {
     (void)state;
-    if (strncmp(backend, "epoll", 5) != 0 || workers < 2)
+    if (!harness_reactors() || workers < 2)
         skip(); /* inboxes are between reactors */
     enum { TOTAL = 6 << 20 };
     struct running r;
@@ -975,11 +975,11 @@ static void a_hundred_thousand_timers_on_one_loop(void **state);
 static void pause_holds_input_and_resume_delivers_it(void **state);
 static void a_paused_echo_keeps_memory_bounded(void **state);
 /* A relay's callbacks call into its other connection, which only a backend
- * running every connection on one loop allows (epoll with one reactor, a
+ * running every connection on one loop allows (epoll or io_uring with one reactor, a
  * program's own): elsewhere the relay tests do not apply. */
 static void skip_unless_one_loop(void)
 {
-    bool one_loop = (strncmp(backend, "epoll", 5) == 0 || strcmp(backend, "poll-test") == 0) &&
+    bool one_loop = (harness_reactors() || strcmp(backend, "poll-test") == 0) &&
                     workers <= 1;
     if (!one_loop)
         skip();
@@ -1602,7 +1602,9 @@ static void pause_holds_input_and_resume_delivers_it(void **state)
     struct running r;
     sk_server *s = new_server(pause_behind_a_blob);
     sk_server_set_max_output(s, 2 * FLOW_BLOB);
-    assert_int_equal(sk_server_set_watermarks(s, 1, 0), 0); /* any byte queued is over */
+    /* Over with the blob queued; not with the echoes after it (a backend that
+     * queues every send for its loop, io_uring, would count those as crossings). */
+    assert_int_equal(sk_server_set_watermarks(s, 4096, 0), 0);
     assert_int_equal(sk_server_on_drain(s, flow_on_drain), 0);
     start(&r, s);
     int fd = dial_small_window(&r);

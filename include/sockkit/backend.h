@@ -4,7 +4,8 @@
  * @brief Concurrency backends: the ops table, the registry, and the driver
  *        functions a backend of your own is built from.
  *
- * Four backends are built in: `epoll-et`, `epoll-lt`, `pthread` and `fork`
+ * Four backends are built in: `epoll-et`, `epoll-lt`, `pthread` and `fork`,
+ * and `io_uring` (since 1.1) where the library was built with liburing
  * (see `doc/BACKENDS.md` for how to choose). A backend is an ops table; a
  * program registers its own with sk_backend_register() and selects it by name
  * with sk_server_set_backend(), and the handler code does not change.
@@ -113,7 +114,7 @@ SK_API const sk_backend *sk_backend_find(const char *name);
 
 /**
  * The names of all backends, built-in first, as `"epoll-et, epoll-lt,
- * pthread, fork"` — ready for an error message.
+ * pthread, fork, io_uring"` — ready for an error message.
  * @param buf  Receives the text.
  * @param size Size of @p buf.
  * @return The text's length; `-ENOSPC` (@p buf holds the whole names that

@@ -69,6 +69,16 @@
 #define SK_ENOTACTIVATED (-3112)
 /** @} */
 
+/** @name The io_uring backend
+ * @{ */
+/** io_uring is turned off on this system: `kernel.io_uring_disabled`, or a
+ *  seccomp filter (a container's) refuses it. Choose `epoll-et`. @since 1.1 */
+#define SK_EURING_OFF (-3113)
+/** The kernel has no io_uring, or lacks a feature the backend needs (it
+ *  needs Linux 6.0 or later). Choose `epoll-et`. @since 1.1 */
+#define SK_EURING_OLD (-3114)
+/** @} */
+
 SK_BEGIN_DECLS
 
 /**

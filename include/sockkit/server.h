@@ -221,7 +221,8 @@ SK_API int sk_server_set_reuse(sk_server *server, sk_reuse reuse);
 
 /**
  * Choose the backend by name: `epoll-et` (the default), `epoll-lt`,
- * `pthread`, `fork`, or one registered with sk_backend_register().
+ * `pthread`, `fork`, `io_uring` (1.1, where built; see sk_server_bind() for
+ * a system that refuses it), or one registered with sk_backend_register().
  * @param server The server.
  * @param name   The backend's name.
  * @return 0; #SK_EBACKEND for an unknown name (sk_backend_list() names the
@@ -509,7 +510,9 @@ SK_API void *sk_server_data(const sk_server *server);
  * @param server The server.
  * @return 0; `-EADDRINUSE`, `-EACCES`, `-ENAMETOOLONG` (a unix path), #SK_EADDR,
  *         #SK_EPORT, `SK_EAI_*` (see sk_listen()); `-EDESTADDRREQ` if no address
- *         was given; `-ENOMEM`; `-EINVAL`.
+ *         was given; `-ENOMEM`; `-EINVAL`. Since 1.1, #SK_EURING_OFF or
+ *         #SK_EURING_OLD when the backend is `io_uring` and this system
+ *         refuses it (nothing is bound then).
  * @since 1.0
  */
 SK_API int sk_server_bind(sk_server *server);

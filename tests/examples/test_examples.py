@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+from uring_check import skip_unless_uring
+
 WAIT = 15  # seconds for any one expected event
 PROCS = []
 
@@ -521,15 +523,29 @@ def errors(args):
     ok('--help and --version')
 
 
+def noring(args):
+    """io_uring refused (a seccomp filter, as in a container): every server
+    chosen on it says why in one line, names the remedy, and exits non-zero."""
+    for err, cause in ((1, 'io_uring_disabled'), (38, 'Linux 6.0')):
+        for prog in (args.echo, args.upper, args.chat_server, args.proxy):
+            extra = ['--to', '127.0.0.1:9'] if prog == args.proxy else []
+            err_text = fails([args.noring, str(err), prog, '--backend', 'io_uring',
+                              '--listen', '127.0.0.1:0', *extra], 1, cause, 'epoll-et')
+            check(err_text.count('\n') == 1, f'more than one line: {err_text!r}')
+        ok(f'io_uring refused ({err}): {err_text.strip()}')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('test', choices=['echo', 'upper', 'chat', 'chat-lines', 'chat-names',
-                                     'peer', 'peer-escapes', 'errors'])
+                                     'peer', 'peer-escapes', 'errors', 'noring'])
     ap.add_argument('backend', nargs='?', default='epoll-et')
     for option in ('--echo', '--upper', '--chat-server', '--chat', '--proxy',
                    '--project-version'):
         ap.add_argument(option, required=True)
+    ap.add_argument('--noring', help='tests/noring: run a program where io_uring is refused')
     args = ap.parse_args()
+    skip_unless_uring(args.echo, getattr(args, 'backend', None))
     for tool, package in (('socat', 'socat'), ('nc', 'netcat-openbsd')):
         if not shutil.which(tool):
             sys.exit(f'{tool} is needed: apt-get install {package}')
@@ -550,6 +566,8 @@ def main():
             peer(args)
         elif args.test == 'peer-escapes':
             peer_escapes(args)
+        elif args.test == 'noring':
+            noring(args)
         else:
             errors(args)
     finally:

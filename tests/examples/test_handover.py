@@ -34,6 +34,8 @@ import tempfile
 import threading
 import time
 
+from uring_check import skip_unless_uring
+
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from test_examples import PROCS, WAIT, Proc, check, fails, join, ok  # noqa: E402
 
@@ -358,6 +360,7 @@ def main():
                    '--project-version'):
         ap.add_argument(option, required=True)
     args = ap.parse_args()
+    skip_unless_uring(args.echo, getattr(args, 'backend', None))
     for tool, package in (('nc', 'netcat-openbsd'),):
         if not shutil.which(tool):
             sys.exit(f'{tool} is needed: apt-get install {package}')

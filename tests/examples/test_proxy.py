@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 
+from uring_check import skip_unless_uring
+
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from test_examples import PROCS, WAIT, Proc, check, free_port, ok  # noqa: E402
 
@@ -450,6 +452,7 @@ def main():
     ap.add_argument('--proxy', required=True)
     ap.add_argument('--echo', required=True)
     args, _ = ap.parse_known_args()
+    skip_unless_uring(args.echo, getattr(args, 'backend', None))
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError('test')))
     signal.alarm(55 * min(SCALE, 8))
     try:
