@@ -38,8 +38,32 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+
+/* ThreadSanitizer: liburing maps and unmaps a ring's memory with raw system
+ * calls that it does not see, so a ring mapped where an earlier one was (of
+ * another thread) would look like the same memory used by two threads. Every
+ * ring's end happens before every later ring's start, as the unmap and the
+ * map do. */
+#if defined(__SANITIZE_THREAD__)
+#define SK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SK_TSAN 1
+#endif
+#endif
+#ifdef SK_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static char ring_memory;
+#define RING_MAPPED() __tsan_acquire(&ring_memory)
+#define RING_UNMAPPING() __tsan_release(&ring_memory)
+#else
+#define RING_MAPPED() ((void)0)
+#define RING_UNMAPPING() ((void)0)
+#endif
 
 #define SQ_ENTRIES 512
 #define CQ_ENTRIES 4096
@@ -919,6 +943,7 @@ static int submit_and_wait(struct ring *r)
 static void ring_failed(struct ring *r, int rc)
 {
     r->rc = rc;
+    RING_UNMAPPING();
     io_uring_queue_exit(&r->ring);
     r->ring_up = false;
     sk__server_stop(r->s);
@@ -1034,6 +1059,7 @@ static int ring_open(struct ring *r)
     if (rc < 0)
         return unavailable(rc);
     r->ring_up = true;
+    RING_MAPPED();
     if (!(p.features & IORING_FEAT_EXT_ARG) || !(p.features & IORING_FEAT_FAST_POLL))
         return SK_EURING_OLD;
     /* Mapped, not allocated: a page takes memory only once a receive has
@@ -1100,9 +1126,6 @@ static int ring_init(struct ring *r, sk_server *s, struct ur_state *st, int k)
 
 static void ring_destroy(struct ring *r)
 {
-    if (r->ring_up) /* cancels what is left: no completion comes after this */
-        io_uring_queue_exit(&r->ring);
-    r->ring_up = false;
     if (r->owner.notify && r->s)
         sk__registry_remove_counters(&r->s->reg, &r->ctr);
     sk__inbox_close(&r->inbox);
@@ -1117,17 +1140,24 @@ static void ring_destroy(struct ring *r)
     sk__timers_free(&r->timers);
 }
 
-/* A ring is made by the thread that runs it: a single issuer's ring belongs
- * to the thread that made it. */
+/* A ring is made, run and closed by the thread that runs it: a single
+ * issuer's ring belongs to the thread that made it. (The first ring's is the
+ * thread of sk_server_run(), where the server's timers run.) */
 static int ring_run(struct ring *r)
 {
     int rc = ring_open(r);
-    if (rc < 0) {
+    if (rc < 0)
         sk__server_stop(r->s);
-        return rc;
+    else {
+        listeners_arm(r);
+        rc = ring_loop(r);
     }
-    listeners_arm(r);
-    return ring_loop(r);
+    if (r->ring_up) {
+        RING_UNMAPPING();
+        io_uring_queue_exit(&r->ring);
+    }
+    r->ring_up = false;
+    return rc;
 }
 
 static void *ring_thread(void *arg)
@@ -1144,12 +1174,17 @@ static int probe(void)
 {
     if (!kernel_new_enough())
         return SK_EURING_OLD;
-    struct io_uring ring;
-    int rc = io_uring_queue_init(2, &ring, 0);
-    if (rc < 0)
-        return unavailable(rc);
-    io_uring_queue_exit(&ring);
-    return 0;
+    /* No ring is made: tearing one down would leave the kernel's clean-up to
+     * interrupt this thread's next blocking call (EINTR). A setup with no
+     * entries is refused for what it asks (EINVAL) only where io_uring is
+     * allowed at all; a filter or the sysctl refuses it first (EPERM), a
+     * kernel without it knows no such call (ENOSYS). */
+    struct io_uring_params p = {0};
+    long rc = syscall(__NR_io_uring_setup, 0, &p);
+    int err = rc < 0 ? -errno : 0;
+    if (rc >= 0)
+        close((int)rc);
+    return err == -EINVAL ? 0 : unavailable(err ? err : -EINVAL);
 }
 
 static int ur_run(sk_server *s)
