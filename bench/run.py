@@ -1151,6 +1151,55 @@ def proxy_targets(results):
     return ["proxy target", "measured", "goal", ""], rows
 
 
+URING_KEYS = {"pingpong", "pipeline", "large", "idle", "proxy"}
+
+
+def uring_targets(results):
+    """Issue 14's targets, for the io_uring backend: (what, measured, goal,
+    met) rows. A row whose figure is missing (the backend not there yet, its
+    scenario not run, no perf) reads n/a."""
+    rows = []
+
+    def check(what, value, goal, at_least=True, unit="×", spec=".2f"):
+        if value is None:
+            rows.append([what, "n/a", goal, "n/a"])
+            return
+        bound = float(goal.split()[1].rstrip("×"))  # "≤ 2048 B" -> 2048
+        met = value >= bound if at_least else value <= bound
+        rows.append([what, f"{value:{spec}}{unit}", goal, "met" if met else "MISSED"])
+
+    def r(sc, a, b, field="msgs_s", ta="", tb=""):
+        return ratio_med(results, (sc, a, ta), (sc, b, tb), field)
+
+    def best(sc, field, pick):
+        got = {n: med(results, (sc, n, ""), field) for n in ("haproxy", "nginx")}
+        got = {n: v for n, v in got.items() if v is not None}
+        return pick(got, key=got.get) if got else "haproxy"
+
+    u = "io_uring"
+    check(f"ping-pong: {u}, system calls per message",
+          med(results, ("pingpong", u, ""), "syscalls_msg"), "≤ 0.3", False, "")
+    check(f"ping-pong: {u} / floor, server CPU per msg",
+          r("pingpong", u, "floor", "srv_cpu_ns_msg"), "≤ 0.75×", False)
+    check(f"ping-pong: {u} / epoll-et, msgs/s", r("pingpong", u, "epoll-et"), "≥ 1.00×")
+    check(f"ping-pong: {u} / uring floor, server CPU per msg",
+          r("pingpong", u, "uring floor", "srv_cpu_ns_msg"), "≤ 1.05×", False)
+    check(f"pipeline 16: {u} / floor, msgs/s", r("pipeline", u, "floor"), "≥ 1.20×")
+    check(f"64 KiB: {u} / floor, MB/s", r("large", u, "floor", "mb_s"), "≥ 1.00×")
+    check(f"idle: {u} RSS per idle connection",
+          med(results, ("idle", u, "with"), "srv_rss_per_idle_b"), "≤ 2048 B", False, " B",
+          ".0f")
+    check(f"idle: {u} p99 with / without idle connections",
+          r("idle", u, u, "p99_us", "with", "without"), "≤ 1.50×", False)
+    px = f"sk-proxy {u}"
+    cheap = best("proxy", "srv_cpu_ns_msg", min)
+    check(f"ping-pong: {px} / {cheap}, proxy CPU per message",
+          r("proxy", px, cheap, "srv_cpu_ns_msg"), "≤ 0.75×", False)
+    fast = best("proxy", "msgs_s", max)
+    check(f"ping-pong: {px} / {fast}, msgs/s", r("proxy", px, fast), "≥ 1.15×")
+    return ["io_uring target (issue 14)", "measured", "goal", ""], rows
+
+
 def tls_targets(results):
     """The TLS targets: (what, measured, goal, met) rows."""
     rows = []
@@ -1209,6 +1258,10 @@ def report(args, results, elapsed):
         head, rows = targets(results)
         parts_md.append(f"### Targets\n\n{markdown(head, rows)}\n")
         parts_txt.append(f"== targets\n{text_table(head, rows)}\n")
+    if any(sc["key"] in URING_KEYS and selected(args, sc) for sc in SCENARIOS):
+        head, rows = uring_targets(results)
+        parts_md.append(f"### io_uring targets\n\n{markdown(head, rows)}\n")
+        parts_txt.append(f"== io_uring targets\n{text_table(head, rows)}\n")
     if any(sc.get("proxy") and selected(args, sc) for sc in SCENARIOS):
         head, rows = proxy_targets(results)
         parts_md.append(f"### Proxy targets\n\n{markdown(head, rows)}\n")
