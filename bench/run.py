@@ -13,6 +13,29 @@ could not run, which is what the --quick smoke run checks.
     python3 bench/run.py --build build-bench --quick    # one short round (< 1 min)
     python3 bench/run.py --build build-bench --only proxy --rounds 3   # proxies (~8 min)
 
+The floors are hand-written echo servers with nothing in between: "floor",
+a raw epoll loop, and "uring floor", a raw io_uring loop (multishot accept
+and receive into a provided-buffer ring, every send of a loop turn submitted
+with the wait for the next completions, one io_uring_enter per turn; a turn
+waits for 32 completions or 200 µs, "uring floor w1" for one). uring-echo is
+built where meson finds liburing (Debian: liburing-dev).
+
+System calls per message (the syscalls/msg columns: ping-pong, pipeline,
+the proxies, TLS) are counted by perf stat -e raw_syscalls:sys_enter
+attached to the server's process tree (all its threads, and the children it
+forks), in a second, shorter load after the measured one, divided by the
+messages of that load: every system call the server makes while it serves,
+io_uring_enter included, none of the load's. Counting slows every system
+call, so msgs/s and CPU per message come from the first load. --quick, or
+no perf (Debian: linux-perf), leaves them n/a.
+
+The rows on the io_uring backend ("io_uring", "io_uring w=2", "sk-proxy
+io_uring", "io_uring tls") read n/a while the program refuses the backend
+(an unknown backend in a build without it, or io_uring refused by the
+kernel): each program is started once with --backend io_uring, and refuses
+it if it exits with a status and a message naming a backend or io_uring.
+Any other failure of theirs fails the run, as any server's does.
+
 The proxy scenarios put a proxy between sk-bench and one raw-epoll echo:
 examples/sk-proxy of the same build and, where installed, HAProxy, nginx's
 stream module and socat; install them first (Debian):
@@ -60,12 +83,17 @@ SERVERS = {
     "epoll-et w=2": (SK, ["--backend", "epoll-et", "--workers", "2"], "libsockkit, 2 reactors"),
     "epoll-lt w=2": (SK, ["--backend", "epoll-lt", "--workers", "2"], "libsockkit, 2 reactors"),
     "fork w=2": (SK, ["--backend", "fork", "--workers", "2"], "libsockkit, 2 pre-forked"),
+    "io_uring": (SK, ["--backend", "io_uring"], "libsockkit, io_uring backend"),
+    "io_uring w=2": (SK, ["--backend", "io_uring", "--workers", "2"], "libsockkit, 2 rings"),
     "libuv": ("uv-echo", [], "peer: libuv as its guide writes it"),
     "libuv pool": ("uv-echo", ["--pool"], "peer: the same, read buffers from a free list"),
     "libevent": ("event-echo", [], "peer: libevent bufferevents as its book writes it"),
     "floor": ("epoll-echo", [], "peer: raw epoll loop, edge-triggered, 1 thread"),
     "floor lt": ("epoll-echo", ["--lt"], "peer: raw epoll loop, level-triggered"),
     "floor 2t": ("epoll-echo", ["--threads", "2"], "peer: raw epoll loop, 2 threads"),
+    "uring floor": ("uring-echo", [], "peer: raw io_uring loop, a turn waits for 32 or 200 µs"),
+    "uring floor w1": ("uring-echo", ["--wait1"], "peer: the same, a turn waits for 1"),
+    "uring floor 2t": ("uring-echo", ["--threads", "2"], "peer: raw io_uring loop, 2 threads"),
     "naive-thread": ("naive-thread", [], "peer: seed's thread per client"),
     "naive-fork": ("naive-fork", [], "peer: seed's fork per client"),
 }
@@ -81,6 +109,7 @@ PROXIES = {
     "sk-proxy epoll-lt": ("sk-proxy", ["--backend", "epoll-lt"], "libsockkit example"),
     "sk-proxy pthread": ("sk-proxy", ["--backend", "pthread"], "libsockkit, thread per conn"),
     "sk-proxy fork": ("sk-proxy", ["--backend", "fork"], "libsockkit, process per conn"),
+    "sk-proxy io_uring": ("sk-proxy", ["--backend", "io_uring"], "libsockkit example"),
     "haproxy": ("haproxy", [], "HAProxy, mode tcp, nbthread 1"),
     "nginx": ("nginx", [], "nginx stream module, 1 worker, no master"),
     "socat": ("socat", [], "socat fork: a process per connection"),
@@ -100,6 +129,7 @@ TLS_SERVERS = {
     # name: (program, extra arguments, what it is)
     "epoll-et tls": (SK_ECHO, ["--backend", "epoll-et"], "libsockkit example, --tls-cert"),
     "pthread tls": (SK_ECHO, ["--backend", "pthread"], "libsockkit example, --tls-cert"),
+    "io_uring tls": (SK_ECHO, ["--backend", "io_uring"], "libsockkit example, --tls-cert"),
     "haproxy tls": ("haproxy", [], "HAProxy, bind ssl, mode tcp, nbthread 1, to the echo"),
     "nginx tls": ("nginx", [], "nginx stream module, listen ssl, 1 worker, to the echo"),
     "stunnel tls": ("stunnel", [], "stunnel, a thread per connection, to the echo"),
@@ -117,31 +147,37 @@ SCENARIOS = [
         "key": "pingpong",
         "title": "64-byte ping-pong, 50 connections, 1 message in flight each",
         "load": PINGPONG + ["--depth", "1"],
-        "servers": ["epoll-et", "epoll-lt", "pthread", "fork", "libuv", "libuv pool", "libevent",
-                    "floor", "floor lt", "naive-thread", "naive-fork"],
+        "servers": ["epoll-et", "epoll-lt", "pthread", "fork", "io_uring", "libuv", "libuv pool",
+                    "libevent", "floor", "floor lt", "uring floor", "uring floor w1",
+                    "naive-thread", "naive-fork"],
         "base": "floor",
+        "perf": True,
     },
     {
         "key": "pipeline",
         "title": "64-byte messages, 50 connections, pipeline depth 16",
         "load": PINGPONG + ["--depth", "16"],
-        "servers": ["epoll-et", "epoll-lt", "pthread", "libuv", "libuv pool", "libevent", "floor",
-                    "floor lt", "naive-thread"],
+        "servers": ["epoll-et", "epoll-lt", "pthread", "io_uring", "libuv", "libuv pool",
+                    "libevent", "floor", "floor lt", "uring floor", "uring floor w1",
+                    "naive-thread"],
         "base": "floor",
+        "perf": True,
     },
     {
         "key": "workers",
         "title": "64-byte messages, 50 connections, depth 16, 2 load threads: 2 workers",
         "load": PINGPONG + ["--depth", "16", "--threads", "2"],
-        "servers": ["epoll-et w=2", "epoll-lt w=2", "floor 2t", "epoll-et", "floor"],
+        "servers": ["epoll-et w=2", "epoll-lt w=2", "io_uring w=2", "floor 2t", "uring floor 2t",
+                    "epoll-et", "io_uring", "floor"],
         "base": "floor 2t",
     },
     {
         "key": "large",
         "title": "64 KiB messages, 50 connections, 1 in flight each",
         "load": ["--mode", "pingpong", "--conns", "50", "--size", "65536", "--depth", "1"],
-        "servers": ["epoll-et", "epoll-lt", "pthread", "fork", "libuv", "libuv pool", "libevent",
-                    "floor", "floor lt", "naive-thread", "naive-fork"],
+        "servers": ["epoll-et", "epoll-lt", "pthread", "fork", "io_uring", "libuv", "libuv pool",
+                    "libevent", "floor", "floor lt", "uring floor", "uring floor w1",
+                    "naive-thread", "naive-fork"],
         "base": "floor",
         "metric": "mb_s",
     },
@@ -149,14 +185,16 @@ SCENARIOS = [
         "key": "rate",
         "title": "connection rate: 8 clients looping connect, 64-byte echo, close",
         "load": ["--mode", "rate", "--conns", "8", "--size", "64"],
-        "servers": ["fork", "fork w=2", "naive-fork", "epoll-et", "pthread", "floor"],
+        "servers": ["fork", "fork w=2", "naive-fork", "epoll-et", "pthread", "io_uring", "floor",
+                    "uring floor"],
         "base": "naive-fork",
     },
     {
         "key": "idle",
         "title": "50 active ping-pong connections (64 B) beside IDLE idle ones",
         "load": PINGPONG + ["--depth", "1"],
-        "servers": ["epoll-et", "epoll-lt", "floor", "libuv", "libuv pool", "libevent"],
+        "servers": ["epoll-et", "epoll-lt", "io_uring", "floor", "uring floor", "libuv",
+                    "libuv pool", "libevent"],
         "base": "floor",
         "idle": True,
     },
@@ -307,6 +345,68 @@ def stop_server(proc):
         proc.stdout.close()
 
 
+# ---- backends a build may lack -----------------------------------------------
+
+# A libsockkit row on one of these backends reads n/a, as a peer that is not
+# built does, when the program refuses the backend: io_uring before its
+# backend lands, or where the kernel or a seccomp filter refuses io_uring.
+OPTIONAL_BACKENDS = {"io_uring"}
+_refusals = {}  # (program, backend) -> why, or None
+
+
+def row_backend(name):
+    """(program, backend) of a libsockkit row on an optional backend, or None."""
+    program, extra, _ = SERVERS.get(name) or PROXIES.get(name) or TLS_SERVERS[name]
+    if "--backend" not in extra:
+        return None
+    backend = extra[extra.index("--backend") + 1]
+    return (program, backend) if backend in OPTIONAL_BACKENDS else None
+
+
+def backend_refused(bindir, name):
+    """Why the program of row name cannot serve on its optional backend (the
+    last line it printed), or None: it serves, or the row has no optional
+    backend. Asked once per program and backend: the program is started
+    alone (sk-proxy relaying to a port nothing listens on) and must print
+    its "listening on" line, take a connection and keep running for half a
+    second. It refuses only if it exits with a status (not a signal) and
+    its message names a backend or this one: any other failure is left to
+    the run, and fails it, as any server's does."""
+    row = row_backend(name)
+    if row is None:
+        return None
+    if row in _refusals:
+        return _refusals[row]
+    program, backend = row
+    head = {SK: [os.path.join(bindir, SK)], SK_ECHO: [sk_echo_path(bindir)],
+            "sk-proxy": [sk_proxy_path(bindir), "--to", "127.0.0.1:9"]}[program]
+    argv = head + ["--listen", "127.0.0.1:0", "--backend", backend]
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=err, start_new_session=True, text=True)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 5)
+            line = proc.stdout.readline() if ready else ""
+            if line.startswith("listening on "):
+                host, _, port = line.split()[2].rpartition(":")
+                try:
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                except OSError:
+                    pass
+            proc.wait(timeout=0.5 if line else 5)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            code = proc.poll()
+            stop_server(proc)
+        err.seek(0)
+        said = err.read().strip()
+    named = "backend" in said.lower() or backend.lower() in said.lower()
+    why = said.splitlines()[-1] if code is not None and code > 0 and named else None
+    _refusals[row] = why
+    return why
+
+
 def parse_line(line):
     out = {}
     for pair in line.split():
@@ -370,8 +470,9 @@ def bench(bindir, name, addr, pid, load, timing):
     return res
 
 
-def run_one(bindir, name, load, timing, logdir):
-    """One fresh server under one load: the sk-bench figures, or None."""
+def run_one(bindir, name, load, timing, logdir, perf_seconds=0):
+    """One fresh server under one load: the sk-bench figures, or None. With
+    perf_seconds, a second load counts its system calls (perf_pass)."""
     with tempfile.NamedTemporaryFile("w+", dir=logdir, prefix="server-", delete=False) as logf:
         try:
             proc, addr = start_server(bindir, name, logf)
@@ -380,7 +481,10 @@ def run_one(bindir, name, load, timing, logdir):
             log(f"  {e}: {logf.read().strip()[-300:]}")
             return None
         try:
-            return bench(bindir, name, addr, proc.pid, load, timing)
+            res = bench(bindir, name, addr, proc.pid, load, timing)
+            if res is not None and perf_seconds:
+                res.update(perf_pass(bindir, name, addr, proc.pid, load, perf_seconds, logdir))
+            return res
         finally:
             stop_server(proc)
 
@@ -490,9 +594,10 @@ def process_tree(root):
 
 
 def perf_pass(bindir, name, addr, pid, load, seconds, logdir):
-    """A second, shorter load on the same proxy, with perf stat counting the
-    proxy's system calls and task-clock from before its first message to
-    after its last (as compare.py does): {"syscalls_msg", "perf_cpu_ns_msg"}.
+    """A second, shorter load on the same server (or proxy), with perf stat
+    counting the server's system calls and task-clock from before its first
+    message to after its last (as compare.py does): {"syscalls_msg",
+    "perf_cpu_ns_msg"}, per message of that load.
     Counting the sys_enter tracepoint slows every system call, so msgs/s and
     the CPU per message of the table come from the first load, without perf.
 
@@ -751,10 +856,20 @@ def plan(args):
 
 def available(bindir, name):
     if name in TLS_SERVERS:
-        return tls_available(bindir, name)
-    if name in PROXIES:
-        return proxy_available(bindir, name)
-    return os.access(os.path.join(bindir, SERVERS[name][0]), os.X_OK)
+        there = tls_available(bindir, name)
+    elif name in PROXIES:
+        there = proxy_available(bindir, name)
+    else:
+        there = os.access(os.path.join(bindir, SERVERS[name][0]), os.X_OK)
+    return there and not backend_refused(bindir, name)
+
+
+def why_missing(bindir, name, program):
+    """The note for a row that is not available."""
+    why = backend_refused(bindir, name)
+    if why:
+        return f"{program} refuses {row_backend(name)[1]} ({why})"
+    return f"{program} not {'built' if name in SERVERS else 'found'}"
 
 
 def run_all(args, bindir, logdir):
@@ -794,7 +909,8 @@ def run_all(args, bindir, logdir):
                         elif sc.get("proxy"):
                             got = run_proxy(bindir, name, load, timing, logdir, perf_seconds)
                         else:
-                            got = run_one(bindir, name, load, timing, logdir)
+                            got = run_one(bindir, name, load, timing, logdir,
+                                          perf_seconds if sc.get("perf") else 0)
                     except StartupRefused:
                         log(f"  {name}: did not start with the TLS options: n/a from now on")
                         refused.add(name)
@@ -936,8 +1052,9 @@ def scenario_table(sc, results, idle):
     per = "µs/msg"
     if sc["key"] == "rate":
         unit, per = "conns/s", "µs/conn"
-    head = ["server", unit, f"× {base}", f"server CPU {per}", f"× {base}", "client CPU",
-            "p50 µs", "p99 µs", "p99.9 µs", "errors"]
+    head = ["server", unit, f"× {base}", f"server CPU {per}", f"× {base}"] + \
+        (["syscalls/msg"] if sc.get("perf") else []) + \
+        ["client CPU", "p50 µs", "p99 µs", "p99.9 µs", "errors"]
     rows = []
     for name in sc["servers"]:
         k = (key, name, "")
@@ -948,10 +1065,12 @@ def scenario_table(sc, results, idle):
         rows.append([name, fmt(val, ".1f" if metric == "mb_s" else ".0f"),
                      fmt_ratio(ratio_med(results, k, (key, base, ""), metric)),
                      fmt(cpu / 1e3 if cpu is not None else None, ".2f"),
-                     fmt_ratio(ratio_med(results, k, (key, base, ""), "srv_cpu_ns_msg")),
-                     fmt(100 * cli / secs if cli is not None and secs else None, ".0f") + "%",
-                     fmt(med(results, k, "p50_us"), ".0f"), fmt(med(results, k, "p99_us"), ".0f"),
-                     fmt(med(results, k, "p999_us"), ".0f"), f"{errs:.0f}"])
+                     fmt_ratio(ratio_med(results, k, (key, base, ""), "srv_cpu_ns_msg"))]
+                    + ([fmt(med(results, k, "syscalls_msg"), ".2f")] if sc.get("perf") else [])
+                    + [fmt(100 * cli / secs if cli is not None and secs else None, ".0f") + "%",
+                       fmt(med(results, k, "p50_us"), ".0f"),
+                       fmt(med(results, k, "p99_us"), ".0f"),
+                       fmt(med(results, k, "p999_us"), ".0f"), f"{errs:.0f}"])
     return head, rows
 
 
@@ -1032,6 +1151,55 @@ def proxy_targets(results):
     return ["proxy target", "measured", "goal", ""], rows
 
 
+URING_KEYS = {"pingpong", "pipeline", "large", "idle", "proxy"}
+
+
+def uring_targets(results):
+    """Issue 14's targets, for the io_uring backend: (what, measured, goal,
+    met) rows. A row whose figure is missing (the backend not there yet, its
+    scenario not run, no perf) reads n/a."""
+    rows = []
+
+    def check(what, value, goal, at_least=True, unit="×", spec=".2f"):
+        if value is None:
+            rows.append([what, "n/a", goal, "n/a"])
+            return
+        bound = float(goal.split()[1].rstrip("×"))  # "≤ 2048 B" -> 2048
+        met = value >= bound if at_least else value <= bound
+        rows.append([what, f"{value:{spec}}{unit}", goal, "met" if met else "MISSED"])
+
+    def r(sc, a, b, field="msgs_s", ta="", tb=""):
+        return ratio_med(results, (sc, a, ta), (sc, b, tb), field)
+
+    def best(sc, field, pick):
+        got = {n: med(results, (sc, n, ""), field) for n in ("haproxy", "nginx")}
+        got = {n: v for n, v in got.items() if v is not None}
+        return pick(got, key=got.get) if got else "haproxy"
+
+    u = "io_uring"
+    check(f"ping-pong: {u}, system calls per message",
+          med(results, ("pingpong", u, ""), "syscalls_msg"), "≤ 0.3", False, "")
+    check(f"ping-pong: {u} / floor, server CPU per msg",
+          r("pingpong", u, "floor", "srv_cpu_ns_msg"), "≤ 0.75×", False)
+    check(f"ping-pong: {u} / epoll-et, msgs/s", r("pingpong", u, "epoll-et"), "≥ 1.00×")
+    check(f"ping-pong: {u} / uring floor, server CPU per msg",
+          r("pingpong", u, "uring floor", "srv_cpu_ns_msg"), "≤ 1.05×", False)
+    check(f"pipeline 16: {u} / floor, msgs/s", r("pipeline", u, "floor"), "≥ 1.20×")
+    check(f"64 KiB: {u} / floor, MB/s", r("large", u, "floor", "mb_s"), "≥ 1.00×")
+    check(f"idle: {u} RSS per idle connection",
+          med(results, ("idle", u, "with"), "srv_rss_per_idle_b"), "≤ 2048 B", False, " B",
+          ".0f")
+    check(f"idle: {u} p99 with / without idle connections",
+          r("idle", u, u, "p99_us", "with", "without"), "≤ 1.50×", False)
+    px = f"sk-proxy {u}"
+    cheap = best("proxy", "srv_cpu_ns_msg", min)
+    check(f"ping-pong: {px} / {cheap}, proxy CPU per message",
+          r("proxy", px, cheap, "srv_cpu_ns_msg"), "≤ 0.75×", False)
+    fast = best("proxy", "msgs_s", max)
+    check(f"ping-pong: {px} / {fast}, msgs/s", r("proxy", px, fast), "≥ 1.15×")
+    return ["io_uring target (issue 14)", "measured", "goal", ""], rows
+
+
 def tls_targets(results):
     """The TLS targets: (what, measured, goal, met) rows."""
     rows = []
@@ -1090,6 +1258,10 @@ def report(args, results, elapsed):
         head, rows = targets(results)
         parts_md.append(f"### Targets\n\n{markdown(head, rows)}\n")
         parts_txt.append(f"== targets\n{text_table(head, rows)}\n")
+    if any(sc["key"] in URING_KEYS and selected(args, sc) for sc in SCENARIOS):
+        head, rows = uring_targets(results)
+        parts_md.append(f"### io_uring targets\n\n{markdown(head, rows)}\n")
+        parts_txt.append(f"== io_uring targets\n{text_table(head, rows)}\n")
     if any(sc.get("proxy") and selected(args, sc) for sc in SCENARIOS):
         head, rows = proxy_targets(results)
         parts_md.append(f"### Proxy targets\n\n{markdown(head, rows)}\n")
@@ -1157,11 +1329,11 @@ def main():
         sys.exit(f"run.py: no {bindir}/sk-bench: build first (ninja -C {args.build})")
     for name in SERVERS:
         if not available(bindir, name):
-            log(f"note: {SERVERS[name][0]} not built: {name} is n/a")
+            log(f"note: {why_missing(bindir, name, SERVERS[name][0])}: {name} is n/a")
     if any(sc.get("proxy") and selected(args, sc) for sc in SCENARIOS):
         for name in PROXIES:
             if not available(bindir, name):
-                log(f"note: {PROXIES[name][0]} not found: {name} is n/a")
+                log(f"note: {why_missing(bindir, name, PROXIES[name][0])}: {name} is n/a")
         if not args.quick and not shutil.which("perf"):
             log("note: no perf: the proxies' system calls per message are n/a")
     if any(sc.get("tls") and selected(args, sc) for sc in SCENARIOS):
@@ -1171,7 +1343,7 @@ def main():
             log("note: no openssl command to make a certificate: the TLS servers are n/a")
         for name in TLS_SERVERS:
             if not available(bindir, name):
-                log(f"note: {TLS_SERVERS[name][0]} not found: {name} is n/a")
+                log(f"note: {why_missing(bindir, name, TLS_SERVERS[name][0])}: {name} is n/a")
 
     # Every server and the load generator inherit the raised descriptor limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
