@@ -13,8 +13,11 @@
                               * reply fits, from the allocator's per-thread cache */
 #define CHUNK_MAX (64 * 1024) /* later ones double up to this (a larger append: its size) */
 
+#define CACHED_FROM (CHUNK_MAX / 2) /* with a cache: a chunk this large or more is CHUNK_MAX, cached */
+
 /* A chunk for at least need bytes, sized after the tail it follows. */
-static struct sk__chunk *chunk_new(const struct sk__chunk *tail, size_t need)
+static struct sk__chunk *chunk_new(struct sk__chunk_cache *cache, const struct sk__chunk *tail,
+                                   size_t need)
 {
     size_t size = CHUNK_FIRST;
     if (tail) {
@@ -25,11 +28,42 @@ static struct sk__chunk *chunk_new(const struct sk__chunk *tail, size_t need)
         return NULL;
     if (size < sizeof(struct sk__chunk) + need)
         size = sizeof(struct sk__chunk) + need;
+    if (cache && size >= CACHED_FROM && size <= CHUNK_MAX) {
+        size = CHUNK_MAX;
+        if (cache->free) {
+            struct sk__chunk *ch = cache->free;
+            cache->free = ch->next;
+            cache->n--;
+            *ch = (struct sk__chunk){.cap = size - sizeof(*ch)};
+            return ch;
+        }
+    }
     struct sk__chunk *ch = malloc(size);
     if (!ch)
         return NULL;
     *ch = (struct sk__chunk){.cap = size - sizeof(*ch)};
     return ch;
+}
+
+static void chunk_free(struct sk__chunk_cache *cache, struct sk__chunk *ch)
+{
+    if (cache && ch->cap == CHUNK_MAX - sizeof(*ch) && cache->n < SK__CHUNK_CACHE) {
+        ch->next = cache->free;
+        cache->free = ch;
+        cache->n++;
+    } else {
+        free(ch);
+    }
+}
+
+void sk__chunk_cache_clear(struct sk__chunk_cache *cache)
+{
+    while (cache->free) {
+        struct sk__chunk *ch = cache->free;
+        cache->free = ch->next;
+        free(ch);
+    }
+    cache->n = 0;
 }
 
 int sk__outq_push(struct sk__outq *q, const void *data, size_t len)
@@ -38,7 +72,7 @@ int sk__outq_push(struct sk__outq *q, const void *data, size_t len)
     size_t room = t ? t->cap - t->len : 0;
     size_t first = len < room ? len : room;
     struct sk__chunk *ch = NULL;
-    if (len > first && !(ch = chunk_new(t, len - first)))
+    if (len > first && !(ch = chunk_new(q->cache, t, len - first)))
         return -ENOMEM; /* before the tail is touched: nothing appended */
     if (first) {
         memcpy(t->data + t->len, data, first);
@@ -80,15 +114,15 @@ void sk__outq_consume(struct sk__outq *q, size_t n)
         q->head = ch->next;
         if (!q->head)
             q->tail = NULL;
-        free(ch);
+        chunk_free(q->cache, ch);
     }
 }
 
-static void free_chunks(struct sk__chunk *ch)
+static void free_chunks(struct sk__chunk_cache *cache, struct sk__chunk *ch)
 {
     while (ch) {
         struct sk__chunk *next = ch->next;
-        free(ch);
+        chunk_free(cache, ch);
         ch = next;
     }
 }
@@ -99,7 +133,7 @@ void sk__outq_clear(struct sk__outq *q)
         q->tail->next = q->dropped;
         q->dropped = q->head;
     } else {
-        free_chunks(q->head);
+        free_chunks(q->cache, q->head);
     }
     q->head = q->tail = NULL;
     q->bytes = 0;
@@ -108,7 +142,7 @@ void sk__outq_clear(struct sk__outq *q)
 bool sk__outq_unpin(struct sk__outq *q)
 {
     bool kept = !q->dropped;
-    free_chunks(q->dropped);
+    free_chunks(q->cache, q->dropped);
     q->dropped = NULL;
     q->pinned = false;
     return kept;

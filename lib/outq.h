@@ -20,6 +20,17 @@ struct sk__chunk {
     char data[];
 };
 
+/* Chunks of the largest size, kept for reuse by one thread's queues (a
+ * loop that queues every send: io_uring), so that a large reply does not
+ * cost an allocation, page faults and a trim each time. Bounded. */
+#define SK__CHUNK_CACHE 16
+struct sk__chunk_cache {
+    struct sk__chunk *free;
+    unsigned n;
+};
+/* Free what a cache keeps. */
+SK__HIDDEN void sk__chunk_cache_clear(struct sk__chunk_cache *cache);
+
 /* A FIFO of chunks; empty, it holds no memory. */
 struct sk__outq {
     struct sk__chunk *head, *tail;
@@ -28,6 +39,9 @@ struct sk__outq {
      * meanwhile are kept here, out of the queue, until it completes. */
     struct sk__chunk *dropped;
     bool pinned;
+    /* Where its largest chunks come from and go back to, or NULL: the
+     * allocator. Only the thread that owns the cache touches the queue. */
+    struct sk__chunk_cache *cache;
 };
 
 /* Append len bytes (into the tail's free room, then a new chunk): 0, or

@@ -67,13 +67,14 @@ static char ring_memory;
 
 #define SQ_ENTRIES 512
 #define CQ_ENTRIES 4096
-#define BUF_SIZE (32 * 1024)       /* one provided buffer (room for a NUL after it) */
+#define BUF_SIZE (16 * 1024)       /* one provided buffer (room for a NUL after it) */
 #define BUF_STRIDE (BUF_SIZE + 64)
 #define BUF_COUNT 128              /* provided buffers of a ring (a power of two) */
 #define BUF_GROUP 0
 #define BR_BYTES (BUF_COUNT * sizeof(struct io_uring_buf))
 #define BUFS_BYTES ((size_t)BUF_COUNT * BUF_STRIDE)
 #define SEND_IOV 8                 /* buffers of one send */
+#define DIRECT_MIN (16 * 1024)     /* a write this large goes out at once */
 #define BATCH_MAX 32               /* completions a busy ring waits for... */
 #define BATCH_WAIT_NS (200 * 1000) /* ...this long at most */
 #define ACCEPT_BATCH 64
@@ -112,7 +113,7 @@ struct ur_conn {
     bool dying;        /* settled: freed when its last request completes */
     bool cancelled;    /* ...and the cancel of its requests is submitted */
     bool held_eof;     /* the peer's FIN came while it took no input */
-    bool one_shot;     /* it has held input: a receive takes one buffer at a time */
+    bool one_shot;     /* a receive takes one buffer (it has held input, or paces) */
     uint16_t ops;      /* requests in flight */
     int fault_recv, fault_send; /* tests: the error its injected completion carries */
     char *held;        /* input that came while it took none (room for a NUL), */
@@ -164,6 +165,7 @@ struct ring {
     unsigned nbufs;         /* provided buffers */
     uint32_t rnd;           /* tests: the fault injection's random state */
     char *buf;              /* readiness: the read buffer */
+    struct sk__chunk_cache cache; /* its connections' largest output chunks, for reuse */
     pthread_t thread;
     int rc;
 };
@@ -178,12 +180,19 @@ static __thread struct ring *ur_current;
 
 /* ---- the transport of a fed connection --------------------------------- */
 
-/* Output waits for the loop's send (never written on the spot); the rest is
- * the plain transport's (the reads of an orderly close, the FIN). */
+/* Output waits for the loop's send, which takes every connection's in one
+ * system call; but a large write (DIRECT_MIN or more) with nothing in
+ * flight goes out on the spot, as under epoll: copying it into the queue
+ * would cost more than the call. The rest is the plain transport's (the
+ * reads of an orderly close, the FIN). */
 static ssize_t fed_writev(sk_conn *c, const struct iovec *iov, int n)
 {
-    (void)c, (void)iov, (void)n;
-    return -EAGAIN;
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += iov[i].iov_len;
+    if (len < DIRECT_MIN || c->out.pinned) /* pinned: a send of the queue is in flight */
+        return -EAGAIN;
+    return sk__plain_writev(c, iov, n);
 }
 
 static ssize_t fed_read(sk_conn *c, void *buf, size_t len, bool wait)
@@ -476,6 +485,12 @@ static void unthrottle(struct ring *r)
 static void choose_mode(struct ur_conn *e)
 {
     sk_conn *c = &e->c;
+    c->out.cache = &((struct ring *)c->owner)->cache; /* all its output is queued */
+    /* A program that paces its reading (on_drain: it pauses a source while
+     * its sink is full, as a proxy does) gets a buffer per receive from the
+     * start: a multishot receive would take what waits in the socket, up
+     * to 32 buffers, before a pause could stop it, and hold it here. */
+    e->one_shot = e->one_shot || c->cfg->on_drain;
     e->readiness = c->connecting || c->tp != &sk__transport_plain;
     if (!e->readiness)
         c->tp = &fed;
@@ -768,6 +783,7 @@ static int ur_dial(struct sk__owner *owner, struct sk__dial *d, sk_conn **conn)
     if (!c)
         return -ENOMEM;
     ur(c)->readiness = true; /* fed once connected, if it is plain */
+    c->out.cache = &r->cache;
     list_push(&r->open, ur(c));
     r->nconns++;
     mark_dirty(r, ur(c));
@@ -1137,6 +1153,7 @@ static void ring_destroy(struct ring *r)
         munmap(r->bufs, BUFS_BYTES);
     free(r->buf);
     free(r->lw);
+    sk__chunk_cache_clear(&r->cache);
     sk__timers_free(&r->timers);
 }
 
