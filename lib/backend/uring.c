@@ -67,9 +67,9 @@ static char ring_memory;
 
 #define SQ_ENTRIES 512
 #define CQ_ENTRIES 4096
-#define BUF_SIZE (16 * 1024)       /* one provided buffer (room for a NUL after it) */
+#define BUF_SIZE (64 * 1024)       /* one provided buffer (room for a NUL after it) */
 #define BUF_STRIDE (BUF_SIZE + 64)
-#define BUF_COUNT 128              /* provided buffers of a ring (a power of two) */
+#define BUF_COUNT 64               /* provided buffers of a ring (a power of two) */
 #define BUF_GROUP 0
 #define BR_BYTES (BUF_COUNT * sizeof(struct io_uring_buf))
 #define BUFS_BYTES ((size_t)BUF_COUNT * BUF_STRIDE)
@@ -354,9 +354,10 @@ static void recv_arm(struct ring *r, struct ur_conn *e)
     if (fault >= 0) {
         fault_nop(sqe, fault, &e->fault_recv);
     } else {
-        if (e->one_shot)
+        if (e->one_shot) { /* armed after a read: nothing waits yet, wait first */
             io_uring_prep_recv(sqe, e->c.fd, NULL, 0, 0);
-        else
+            sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+        } else
             io_uring_prep_recv_multishot(sqe, e->c.fd, NULL, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BUF_GROUP;
@@ -601,7 +602,11 @@ static void on_send(struct ring *r, struct ur_conn *e, int res)
     } else if (kept && res < 0 && res != -EAGAIN && res != -EINTR && res != -ECANCELED) {
         sk__conn_request_close(c, SK_CLOSE_RESET);
     }
-    mark_dirty(r, e);
+    /* All sent by an open connection that owes nothing: nothing to settle
+     * (the common case: one settle per message, not two). */
+    if (c->out.bytes || c->state != SK__OPEN || c->drain_due || c->shut_asked ||
+        __atomic_load_n(&c->pending, __ATOMIC_ACQUIRE))
+        mark_dirty(r, e);
 }
 
 static void on_poll(struct ring *r, struct ur_conn *e, bool out, int res)
