@@ -7,20 +7,22 @@
  * receive armed while it takes input: the kernel fills buffers from a ring
  * of provided buffers that all the ring's connections share, and each
  * completion is handed to the connection engine and its buffer given back at
- * once. Output is never written on the spot: it waits in the connection's
+ * once. Output is not written on the spot: it waits in the connection's
  * queue (whose bytes do not move until sent), and every connection with
  * output gets one send prepared per loop turn; one io_uring_enter() submits
  * them all and waits for the next completions. So a busy ring makes a few
- * system calls per turn, not two per message.
+ * system calls per turn, not two per message. (A write of DIRECT_MIN bytes
+ * or more with nothing in flight is the exception: copying it would cost
+ * more than the call.)
  *
  * A connection whose transport does its own I/O (TLS, or one still
  * connecting) is driven by readiness instead: one-shot poll requests on the
  * ring, and the engine reads and writes as under epoll.
  *
- * Listening sockets are polled and accepted with accept4(), not
- * with a multishot accept: a connection the kernel has not accepted stays
- * queued on the socket when a drain or a handover begins, for the
- * successor, where a multishot accept would already have taken it.
+ * Listening sockets are polled and accepted with accept4(), not with a
+ * multishot accept: a connection the kernel has not accepted stays queued
+ * on the socket when a drain or a handover begins, for the successor, where
+ * a multishot accept would already have taken it.
  *
  * A connection is freed only when no request of it is in flight: closing
  * cancels them, and the last completion frees it. Queued output that a
