@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Install into a temporary prefix, then build consumers the way users do:
-# with pkg-config only (shared and static) and as a meson subproject.
+# with pkg-config only (shared and static), as a meson subproject, and with
+# CMake's find_package().
 set -eu
 src=$(cd "$1" && pwd)
 cc=${CC:-cc}
@@ -68,4 +69,33 @@ MESON
 quiet meson setup "$tmp/consumer/build" "$tmp/consumer" --force-fallback-for=sockkit
 quiet meson compile -C "$tmp/consumer/build"
 "$tmp/consumer/build/prog" | grep -q "^ok $version$" || { echo "FAIL: subproject consumer"; exit 1; }
-echo "install, pkg-config (shared and static) and subproject consumers: ok"
+# CMake: find_package(sockkit 1.1) and the sockkit::sockkit target; a
+# version of another major is refused
+if ! command -v cmake >/dev/null 2>&1; then
+    echo "install, pkg-config (shared and static) and subproject consumers: ok;" \
+        "CMake consumer: SKIPPED, no cmake (apt-get install cmake)"
+    exit 0
+fi
+mkdir -p "$tmp/cmake"
+cp "$tmp/prog.c" "$tmp/cmake/prog.c"
+cmake_project() { # VERSION-ASKED
+    cat >"$tmp/cmake/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.13)
+project(consumer C)
+find_package(sockkit $1 REQUIRED)
+add_executable(prog prog.c)
+target_compile_definitions(prog PRIVATE PROG_VERSION="$version")
+target_link_libraries(prog PRIVATE sockkit::sockkit)
+CMAKE
+    rm -rf "$tmp/cmake/build"
+    cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >"$tmp/log" 2>&1
+}
+cmake_project 1.1 || { cat "$tmp/log"; echo "FAIL: find_package(sockkit 1.1)"; exit 1; }
+quiet cmake --build "$tmp/cmake/build"
+"$tmp/cmake/build/prog" | grep -q "^ok $version$" || { echo "FAIL: CMake consumer"; exit 1; }
+ldd "$tmp/cmake/build/prog" | grep -q "$tmp/prefix/.*libsockkit.so.1" ||
+    { echo "FAIL: CMake consumer not linked to the install"; exit 1; }
+cmake_project 1.0 || { cat "$tmp/log"; echo "FAIL: find_package(sockkit 1.0) refused"; exit 1; }
+if cmake_project 2.0; then echo "FAIL: find_package(sockkit 2.0) accepted $version"; exit 1; fi
+if cmake_project 1.99; then echo "FAIL: find_package(sockkit 1.99) accepted $version"; exit 1; fi
+echo "install, pkg-config (shared and static), subproject and CMake consumers: ok"
