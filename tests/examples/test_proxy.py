@@ -421,7 +421,7 @@ def churn(args, backend):
     run_threads(lambda i: cycle(prx.port, i), 20, 4)  # warm up
     before = settled(prx.p.pid, None)
     count = 10000 // (SCALE * SCALE)
-    if backend == 'fork' and sanitized(args.proxy):
+    if backend == 'fork' and sanitized(prx.p.pid):
         # A fork of an AddressSanitizer process copies its shadow's page
         # tables: 10,000 of them take about the 45 s a run may last. The
         # plain builds run the full count.
@@ -435,12 +435,6 @@ def churn(args, backend):
        f' {took:.2f} s; then as before: {after}')
     prx.stop()
     echo.stop()
-
-
-def sanitized(binary):
-    """Whether the program was built with a sanitizer (its runtime is linked)."""
-    out = subprocess.run(['ldd', binary], capture_output=True).stdout
-    return b'libasan' in out or b'libtsan' in out
 
 
 def settled(pid, want, timeout=10):
