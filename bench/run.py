@@ -1116,6 +1116,14 @@ def targets(results):
     return ["target (issue 5)", "measured", "goal", ""], rows
 
 
+def best_peer_proxy(results, sc, field, pick):
+    """HAProxy or nginx, whichever pick (min, max) takes by its median of
+    field in scenario sc; HAProxy when neither ran."""
+    got = {n: med(results, (sc, n, ""), field) for n in ("haproxy", "nginx")}
+    got = {n: v for n, v in got.items() if v is not None}
+    return pick(got, key=got.get) if got else "haproxy"
+
+
 def proxy_targets(results):
     """The proxy's targets: (what, measured, goal, met) rows."""
     rows = []
@@ -1131,18 +1139,13 @@ def proxy_targets(results):
     def r(sc, a, b, field):
         return ratio_med(results, (sc, a, ""), (sc, b, ""), field)
 
-    def best(sc, field, pick):
-        got = {n: med(results, (sc, n, ""), field) for n in ("haproxy", "nginx")}
-        got = {n: v for n, v in got.items() if v is not None}
-        return pick(got, key=got.get) if got else "haproxy"
-
     et = "sk-proxy epoll-et"
     check(f"ping-pong: {et}, system calls per message",
           med(results, ("proxy", et, ""), "syscalls_msg"), "≤ 4.3", False, "")
-    cheap = best("proxy", "srv_cpu_ns_msg", min)
+    cheap = best_peer_proxy(results, "proxy", "srv_cpu_ns_msg", min)
     check(f"ping-pong: {et} / {cheap}, proxy CPU per message",
           r("proxy", et, cheap, "srv_cpu_ns_msg"), "≤ 0.92×", False)
-    fast = best("proxy", "msgs_s", max)
+    fast = best_peer_proxy(results, "proxy", "msgs_s", max)
     check(f"ping-pong: {et} / {fast}, msgs/s", r("proxy", et, fast, "msgs_s"), "≥ 1.00×")
     for peer in ("haproxy", "nginx"):
         check(f"64 KiB: {et} / {peer}, MB/s", r("proxy-64k", et, peer, "mb_s"), "≥ 1.00×")
@@ -1171,11 +1174,6 @@ def uring_targets(results):
     def r(sc, a, b, field="msgs_s", ta="", tb=""):
         return ratio_med(results, (sc, a, ta), (sc, b, tb), field)
 
-    def best(sc, field, pick):
-        got = {n: med(results, (sc, n, ""), field) for n in ("haproxy", "nginx")}
-        got = {n: v for n, v in got.items() if v is not None}
-        return pick(got, key=got.get) if got else "haproxy"
-
     u = "io_uring"
     check(f"ping-pong: {u}, system calls per message",
           med(results, ("pingpong", u, ""), "syscalls_msg"), "≤ 0.3", False, "")
@@ -1192,10 +1190,10 @@ def uring_targets(results):
     check(f"idle: {u} p99 with / without idle connections",
           r("idle", u, u, "p99_us", "with", "without"), "≤ 1.50×", False)
     px = f"sk-proxy {u}"
-    cheap = best("proxy", "srv_cpu_ns_msg", min)
+    cheap = best_peer_proxy(results, "proxy", "srv_cpu_ns_msg", min)
     check(f"ping-pong: {px} / {cheap}, proxy CPU per message",
           r("proxy", px, cheap, "srv_cpu_ns_msg"), "≤ 0.75×", False)
-    fast = best("proxy", "msgs_s", max)
+    fast = best_peer_proxy(results, "proxy", "msgs_s", max)
     check(f"ping-pong: {px} / {fast}, msgs/s", r("proxy", px, fast), "≥ 1.15×")
     return ["io_uring target (issue 14)", "measured", "goal", ""], rows
 

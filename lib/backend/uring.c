@@ -173,7 +173,6 @@ struct ring {
 };
 
 struct ur_state {
-    sk_server *s;
     int n;
     struct ring r[];
 };
@@ -677,10 +676,12 @@ static void dying_done(struct ring *r, struct ur_conn *e, const struct io_uring_
 {
     if (op == OP_RECV && (cqe->flags & IORING_CQE_F_BUFFER))
         buffer_return(r, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-    if (op == OP_SEND)
+    if (op == OP_RECV)
+        e->fault_recv = 0; /* an injected failure's no-op, if it was one */
+    if (op == OP_SEND) {
+        e->fault_send = 0;
         sk__outq_unpin(&e->c.out);
-    e->fault_recv = op == OP_RECV ? 0 : e->fault_recv;
-    e->fault_send = op == OP_SEND ? 0 : e->fault_send;
+    }
     if (op != OP_RECV || !(cqe->flags & IORING_CQE_F_MORE))
         e->ops--;
     if (e->ops == 0) {
@@ -704,7 +705,10 @@ static void conn_arm(struct ring *r, struct ur_conn *e)
         if (!e->recv_armed && !e->held) /* what it holds first */
             recv_arm(r, e);
     } else if (e->recv_armed && !e->recv_cancel && sk__conn_reading(c) && !c->eof) {
-        /* paused or throttled: no more buffers for it; what is in flight is held */
+        /* paused or throttled: no more buffers for it; what is in flight is
+         * held. (A closing one keeps receiving, and drops what comes: its
+         * socket is empty when it closes, and the close is a FIN, not a
+         * reset that could destroy its last words at the peer.) */
         e->recv_cancel = cancel(r, tag(e, OP_RECV));
     }
     if (!e->sending && c->out.bytes > 0 && !c->dead_output)
@@ -961,15 +965,24 @@ static int submit_and_wait(struct ring *r)
     return rc < 0 ? rc : 0;
 }
 
+static void ring_close(struct ring *r)
+{
+    if (r->ring_up) { /* what is still in flight is cancelled: no completion comes */
+        RING_UNMAPPING();
+        io_uring_queue_exit(&r->ring);
+    }
+    r->ring_up = false;
+}
+
 /* The ring failed: stop the server, and end every connection here and now
- * (with the ring gone no request completes, so none is waited for). */
+ * (with the ring gone no request completes, so none is waited for). The
+ * dirty and held lists are dropped, and every connection settled afresh. */
 static void ring_failed(struct ring *r, int rc)
 {
     r->rc = rc;
-    RING_UNMAPPING();
-    io_uring_queue_exit(&r->ring);
-    r->ring_up = false;
+    ring_close(r);
     sk__server_stop(r->s);
+    r->dirty = r->held = NULL;
     struct list *lists[] = {&r->open, &r->closing, &r->dying};
     for (int i = 0; i < 3; i++) {
         for (struct ur_conn *e = lists[i]->head; e; e = e->next) {
@@ -977,8 +990,7 @@ static void ring_failed(struct ring *r, int rc)
                 sk__outq_unpin(&e->c.out);
             e->ops = 0;
             e->sending = e->recv_armed = e->poll_in = e->poll_out = false;
-            if (i == 0)
-                sk__conn_request_close(&e->c, SK_CLOSE_ERROR);
+            e->in_dirty = false;
             e->c.deadline = r->owner.now; /* no loop left to flush with */
         }
     }
@@ -988,8 +1000,14 @@ static void ring_failed(struct ring *r, int rc)
         conn_gone(r, e);
     }
     begin_stop(r);
-    for (struct ur_conn *e = r->closing.head; e; e = e->next)
-        mark_dirty(r, e);
+    struct list *live[] = {&r->open, &r->closing};
+    for (int i = 0; i < 2; i++) {
+        for (struct ur_conn *e = live[i]->head; e; e = e->next) {
+            if (i == 0)
+                sk__conn_request_close(&e->c, SK_CLOSE_ERROR); /* first reason wins */
+            mark_dirty(r, e);
+        }
+    }
     settle_dirty(r); /* on_close for the open ones; all are freed */
 }
 
@@ -1054,10 +1072,10 @@ static int ring_loop(struct ring *r)
 static bool kernel_new_enough(void)
 {
     struct utsname u;
-    int major = 0, minor = 0;
-    if (uname(&u) < 0 || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+    int major = 0;
+    if (uname(&u) < 0 || sscanf(u.release, "%d.", &major) != 1)
         return false;
-    return major > 6 || (major == 6 && minor >= 0);
+    return major >= 6;
 }
 
 /* Why a ring could not be made, as the library's error. */
@@ -1176,11 +1194,7 @@ static int ring_run(struct ring *r)
         listeners_arm(r);
         rc = ring_loop(r);
     }
-    if (r->ring_up) {
-        RING_UNMAPPING();
-        io_uring_queue_exit(&r->ring);
-    }
-    r->ring_up = false;
+    ring_close(r);
     return rc;
 }
 
@@ -1220,7 +1234,6 @@ static int ur_run(sk_server *s)
     struct ur_state *st = calloc(1, sizeof(*st) + (size_t)n * sizeof(struct ring));
     if (!st)
         return -ENOMEM;
-    st->s = s;
     st->n = n;
     int inited = 0;
     for (; inited < n && rc == 0; inited++)
