@@ -78,7 +78,7 @@ if ! command -v cmake >/dev/null 2>&1; then
 fi
 mkdir -p "$tmp/cmake"
 cp "$tmp/prog.c" "$tmp/cmake/prog.c"
-cmake_project() { # VERSION-ASKED
+cmake_project() { # VERSION-ASKED [CMAKE OPTIONS...]
     cat >"$tmp/cmake/CMakeLists.txt" <<CMAKE
 cmake_minimum_required(VERSION 3.13)
 project(consumer C)
@@ -88,7 +88,8 @@ target_compile_definitions(prog PRIVATE PROG_VERSION="$version")
 target_link_libraries(prog PRIVATE sockkit::sockkit)
 CMAKE
     rm -rf "$tmp/cmake/build"
-    cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >"$tmp/log" 2>&1
+    shift
+    cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" "$@" >"$tmp/log" 2>&1
 }
 cmake_project 1.1 || { cat "$tmp/log"; echo "FAIL: find_package(sockkit 1.1)"; exit 1; }
 quiet cmake --build "$tmp/cmake/build"
@@ -98,4 +99,16 @@ ldd "$tmp/cmake/build/prog" | grep -q "$tmp/prefix/.*libsockkit.so.1" ||
 cmake_project 1.0 || { cat "$tmp/log"; echo "FAIL: find_package(sockkit 1.0) refused"; exit 1; }
 if cmake_project 2.0; then echo "FAIL: find_package(sockkit 2.0) accepted $version"; exit 1; fi
 if cmake_project 1.99; then echo "FAIL: find_package(sockkit 1.99) accepted $version"; exit 1; fi
-echo "install, pkg-config (shared and static), subproject and CMake consumers: ok"
+# CMake against a static-only install: sockkit::sockkit is libsockkit.a and
+# brings the libraries it was built with
+quiet meson setup "$tmp/build-static" "$src" --prefix="$tmp/prefix-static" \
+    -Ddefault_library=static -Dtests=false -Dexamples=false -Ddocs=disabled -Dman=false
+quiet meson install -C "$tmp/build-static"
+cmake_project 1.1 -DCMAKE_PREFIX_PATH="$tmp/prefix-static" ||
+    { cat "$tmp/log"; echo "FAIL: find_package(sockkit 1.1), static install"; exit 1; }
+quiet cmake --build "$tmp/cmake/build"
+"$tmp/cmake/build/prog" | grep -q "^ok $version$" || { echo "FAIL: static CMake consumer"; exit 1; }
+if ldd "$tmp/cmake/build/prog" | grep -q libsockkit; then
+    echo "FAIL: static CMake consumer uses a libsockkit.so"; exit 1
+fi
+echo "install, pkg-config (shared and static), subproject and CMake (shared and static) consumers: ok"
