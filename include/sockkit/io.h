@@ -108,6 +108,23 @@ SK_API ssize_t sk_lines_read(sk_lines *lines, char **line, int timeout_ms);
  * sk_lines_read() does. A program can move between a blocking client and a
  * server handler and see the same bytes.
  *
+ * @code
+ * // Print each line a server sends until it closes, or 30 s of silence.
+ * static int print_lines(int fd)
+ * {
+ *     sk_lines *lines = sk_lines_new(fd, 4096);
+ *     if (!lines)
+ *         return -ENOMEM;
+ *     char *line;
+ *     size_t len;
+ *     int rc;
+ *     while ((rc = sk_lines_next(lines, &line, &len, 30000)) == 1)
+ *         printf("> %.*s\n", (int)len, line);
+ *     sk_lines_free(lines);
+ *     return rc; // 0 at end of file, or why it stopped
+ * }
+ * @endcode
+ *
  * Calls may be mixed with sk_lines_read() on the same reader.
  *
  * @param lines      The reader.

@@ -393,6 +393,26 @@ SK_API int sk_server_set_handover(sk_server *server, const char *path);
  * | `handover` | a socket file's path | sk_server_set_handover() (1.1) |
  * | `nodelay` | `on`, `off` | sk_server_set_nodelay() |
  *
+ * @code
+ * // NAME=VALUE lines of a configuration file, each applied as it is read.
+ * static int configure(sk_server *s, FILE *f)
+ * {
+ *     char line[256];
+ *     while (fgets(line, sizeof(line), f)) {
+ *         line[strcspn(line, "\n")] = '\0';
+ *         char *eq = strchr(line, '=');
+ *         if (!eq || line[0] == '#')
+ *             continue;
+ *         *eq = '\0';
+ *         int rc = sk_server_set_option(s, line, eq + 1);
+ *         if (rc < 0) {
+ *             fprintf(stderr, "%s: %s\n", line, sk_strerror(rc));
+ *             return rc;
+ *         }
+ *     }
+ *     return 0;
+ * }
+ * @endcode
  * Numbers are decimal, with nothing after them.
  * @param server The server.
  * @param name   The option's name.

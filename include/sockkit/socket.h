@@ -54,6 +54,31 @@ SK_BEGIN_DECLS
  * - `unix:@name`: an abstract name (Linux): no file, nothing to remove; a name
  *   in use gives `-EADDRINUSE`.
  *
+ * @code
+ * // An echo server with this layer alone, one client at a time.
+ * static int echo_forever(const char *address)
+ * {
+ *     int lfd = sk_listen(address, SK_REUSE_ADDR, 0);
+ *     if (lfd < 0)
+ *         return lfd; // sk_strerror(lfd) says why
+ *     for (;;) {
+ *         int fd = sk_accept(lfd, NULL);
+ *         if (fd == -ECONNABORTED)
+ *             continue;
+ *         if (fd < 0) {
+ *             close(lfd);
+ *             return fd; // -EMFILE, ...
+ *         }
+ *         char buf[4096];
+ *         ssize_t n;
+ *         while ((n = sk_read_some(fd, buf, sizeof(buf), 60000)) > 0 &&
+ *                sk_write_all(fd, buf, (size_t)n, 60000) == n)
+ *             ;
+ *         close(fd);
+ *     }
+ * }
+ * @endcode
+ *
  * @param address The address to bind (see addr.h); port 0 picks a free port.
  * @param reuse   The reuse policy.
  * @param backlog Accept-queue length; `<= 0` means `SOMAXCONN`.
@@ -71,6 +96,26 @@ SK_API int sk_listen(const char *address, sk_reuse reuse, int backlog);
  * RFC 8305 ("happy eyeballs") describes: families interleaved, the next
  * attempt started when the previous one has not answered within 250 ms (or at
  * once when it fails), the first to connect wins and the others are closed.
+ *
+ * @code
+ * // Ask a line-based server one question; print its first answer.
+ * static int ask(const char *address, const char *question)
+ * {
+ *     int fd = sk_connect(address, 2000);
+ *     if (fd < 0) {
+ *         fprintf(stderr, "%s: %s\n", address, sk_strerror(fd));
+ *         return fd;
+ *     }
+ *     char answer[512];
+ *     ssize_t n = sk_write_all(fd, question, strlen(question), 2000);
+ *     if (n >= 0)
+ *         n = sk_read_some(fd, answer, sizeof(answer), 2000);
+ *     if (n > 0)
+ *         printf("%.*s", (int)n, answer);
+ *     close(fd);
+ *     return n < 0 ? (int)n : 0;
+ * }
+ * @endcode
  *
  * @param address    `host:port`, `[v6]:port`, `unix:/path` or `unix:@name`.
  * @param timeout_ms Bound on the connection attempts as a whole (name resolution

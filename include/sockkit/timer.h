@@ -92,6 +92,24 @@ SK_BEGIN_DECLS
 /**
  * Make a timer of a connection, not armed yet. Call it from the connection's
  * callbacks; the timer runs there too, and is freed with the connection.
+ * @code
+ * // A greeting, then a line every 10 s for as long as the client stays.
+ * static void tick(sk_timer *t, void *arg)
+ * {
+ *     (void)t;
+ *     sk_conn_send(arg, "tick\n", 5);
+ * }
+ *
+ * static void opened(sk_conn *c)
+ * {
+ *     sk_timer *t = sk_conn_timer(c, tick, c); // freed with the connection
+ *     if (!t || sk_timer_start(t, 10000, 10000) < 0)
+ *         sk_conn_close(c);
+ *     else
+ *         sk_conn_send(c, "hello\n", 6);
+ * }
+ * @endcode
+ *
  * @param conn The connection (open: not after its @ref sk_close_fn has begun).
  * @param fn   Called each time it fires.
  * @param arg  Passed to @p fn.

@@ -232,6 +232,37 @@ typedef struct sk_tls_stream sk_tls_stream;
 /**
  * Connect to @p address and complete a TLS handshake, waiting at most
  * @p timeout_ms for all of it.
+ * @code
+ * // Send a request over TLS, the server checked against the system's
+ * // store and the host name of the address; print the first answer.
+ * static int ask_tls(const char *address, const char *request)
+ * {
+ *     sk_tls_config config = {.size = sizeof(config)};
+ *     sk_tls *tls;
+ *     sk_tls_stream *stream;
+ *     char why[256], answer[4096];
+ *     int rc = sk_tls_client_new(&config, &tls, why, sizeof(why));
+ *     if (rc < 0) {
+ *         fprintf(stderr, "%s\n", why);
+ *         return rc;
+ *     }
+ *     rc = sk_tls_connect(address, 5000, tls, NULL, &stream);
+ *     if (rc == 0) {
+ *         ssize_t n = sk_tls_write_all(stream, request, strlen(request), 5000);
+ *         if (n >= 0)
+ *             n = sk_tls_read_some(stream, answer, sizeof(answer), 5000);
+ *         if (n > 0)
+ *             printf("%.*s", (int)n, answer);
+ *         rc = n < 0 ? (int)n : 0;
+ *         sk_tls_close(stream);
+ *     }
+ *     if (rc < 0)
+ *         fprintf(stderr, "%s: %s\n", address, sk_strerror(rc));
+ *     sk_tls_free(tls);
+ *     return rc;
+ * }
+ * @endcode
+ *
  * @param address    `host:port`, `[v6]:port` or `unix:/path`.
  * @param timeout_ms The whole wait; < 0: none.
  * @param tls        A client configuration.
