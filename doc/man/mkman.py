@@ -364,7 +364,12 @@ def function_page(header, name, proto, doc, all_types, codes, functions, version
     inline = Inline(functions, name)
     first = doc.text()
     summary = re.split(r'(?<=[a-z)`])\.(\s|$)', first)[0].strip()
-    summary = summary[0].lower() + summary[1:] if summary[:2] != summary[:2].upper() else summary
+    if len(summary) > 64:  # the NAME line is for whatis(1): its first clause
+        cuts = [m.start() for m in re.finditer(r': |; | \(|, ', summary) if m.start() >= 16]
+        summary = summary[:cuts[0]] if cuts else summary
+    first_word = summary.split()[0]
+    if not ((first_word.isupper() and len(first_word) > 1) or '_' in first_word or '`' in first_word):
+        summary = summary[0].lower() + summary[1:]
     out = ['.TH %s 3 %s "libsockkit %s" "%s"' % (name.upper(), date, version, MANUAL),
            '.SH NAME', '%s \\- %s' % (name, inline(summary)),
            '.SH LIBRARY', 'libsockkit (\\fI\\-lsockkit\\fR; \\fBpkg\\-config \\-\\-cflags '
