@@ -20,6 +20,7 @@ Pages are man(7) and pass `mandoc -Tlint` and `groff -ww` without a warning
 (tests/check_man.sh checks).
 """
 import datetime
+import errno
 import os
 import re
 import subprocess
@@ -269,11 +270,9 @@ class Header:
         out, pending, decl, depth = [], None, '', 0
         for m in re.finditer(r'/\*\*(<?)(.*?)\*/|/\*.*?\*/|.', body, re.S):
             if m.group(2) is not None:
-                if m.group(1) and out and not decl.strip():
+                if m.group(1) and out and not decl.strip():  # /**< after "member;"
                     out[-1] = (out[-1][0], Doc(m.group(2)).text())
-                elif m.group(1):
-                    pending = Doc(m.group(2)).text()  # after a member not yet ended
-                else:
+                else:  # /** before a member, or /**< before its separator
                     pending = Doc(m.group(2)).text()
                 continue
             ch = m.group(0)
@@ -332,12 +331,8 @@ def error_entries(ret_text, codes, inline):
             text = 'Name resolution failed (a getaddrinfo error; see sk_strerror()).'
         elif code in codes:
             text = codes[code]
-        elif code.startswith('-E'):
-            try:
-                import errno
-                text = os.strerror(getattr(errno, code[1:]))
-            except AttributeError:
-                text = ''
+        elif code.startswith('-E') and hasattr(errno, code[1:]):
+            text = os.strerror(getattr(errno, code[1:]))
         else:
             text = ''
         text = text[:1].upper() + text[1:]
