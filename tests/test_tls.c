@@ -234,6 +234,43 @@ static void tls_echo_is_byte_exact(void **state)
     free(in);
 }
 
+/* A handler that uses OpenSSL itself and leaves an error in the thread's
+ * queue: the library empties it before its next call, or SSL_get_error()
+ * would read the stale error as a failure of the connection. */
+static void echo_leaving_an_error(sk_conn *c, char *data, size_t len)
+{
+    ERR_raise(ERR_LIB_USER, 1);
+    sk_conn_send(c, data, len);
+}
+
+static void stale_openssl_errors_do_not_fail_a_connection(void **state)
+{
+    (void)state;
+    struct running r;
+    sk_tls *tls = server_config("server", NULL, NULL);
+    sk_server *s = tls_server(echo_leaving_an_error, tls);
+    start(&r, s);
+    sk_tls_stream *st = must_dial(&r, client_tls);
+    char in[64];
+    for (int i = 0; i < 20; i++) {
+        char out[32];
+        int n = snprintf(out, sizeof(out), "message %d\n", i);
+        assert_int_equal(sk_tls_write_all(st, out, (size_t)n, 5000), n);
+        for (int got = 0; got < n;) {
+            ssize_t g = sk_tls_read_some(st, in + got, sizeof(in) - (size_t)got, 5000);
+            if (g <= 0)
+                fail_msg("message %d: %s", i, sk_strerror((int)g));
+            got += (int)g;
+        }
+        assert_memory_equal(in, out, (size_t)n);
+    }
+    sk_tls_close(st);
+    wait_for(&sh->closes[SK_CLOSE_PEER], 1, 10000);
+    assert_int_equal(shared_get(&sh->closes[SK_CLOSE_TLS]), 0);
+    finish(&r);
+    sk_tls_free(tls);
+}
+
 /* ---- what a handler can tell ------------------------------------------------- */
 
 static void tls_details_reach_the_handlers(void **state)
@@ -849,6 +886,8 @@ int main(int argc, char **argv)
     client_tls = client_config(NULL, NULL, false);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(tls_echo_is_byte_exact, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(stale_openssl_errors_do_not_fail_a_connection,
+                                        harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(tls_details_reach_the_handlers, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(bad_clients_end_only_their_own_connection, harness_setup,
