@@ -7,7 +7,7 @@
       (which must be those the symbol map exports),
       made from its doxygen comment and prototype (and the comments of the
       types and error codes it uses), and sockkit(7) from its source, the
-      headers' file comments filling @HEADERS@.
+      headers' file comments filling @HEADERS@ and error.h's codes @CODES@.
 
   mkman.py program OUT SOURCE.1.in PROGRAM VERSION
       A section 1 page from its source; @SYNOPSIS@, @OPTIONS@ and @BACKENDS@
@@ -255,12 +255,14 @@ class Header:
                 head = ' '.join(decl[:decl.index(';')].split())
                 name = re.search(r'\(\s*\*\s*(\w+)\s*\)', head).group(1)
                 self.types[name] = ('callback', doc, [], head + ';')
-            elif decl.startswith('#define'):
-                m2 = re.match(r'#define\s+(SK_E\w+)', decl)
-                if m2:
-                    self.codes[m2.group(1)] = doc.text()
-        for m in re.finditer(r'#define\s+(SK_E\w+)\s+\S+\s*/\*\*<(.*?)\*/', t, re.S):
-            self.codes[m.group(1)] = Doc(m.group(2)).text()
+        # the error codes, in the header's order, each with its comment
+        # (written before it, or after it with /**<)
+        for m in re.finditer(r'(?:/\*\*(?!<)((?:(?!\*/).)*)\*/\s*)?#define\s+(SK_E\w+)\s+\S+'
+                             r'(?:[ \t]*/\*\*<(.*?)\*/)?', t, re.S):
+            before, code, after = m.groups()
+            if before is not None and re.match(r'\s*@name\b', before):
+                before = None  # a group's title, not this code's
+            self.codes[code] = Doc(after if after is not None else before or '').text()
 
     @staticmethod
     def members(body, kind):
@@ -444,6 +446,10 @@ def api(outdir, symbol_map, overview, headers):
     text = open(overview).read()
     text = text.replace('@DATE@', date).replace('@VERSION@', version)
     text = text.replace('@HEADERS@', '\n'.join(sections))
+    listed = []
+    for code, doc in codes.items():
+        listed += ['.TP', '.B ' + code, line_safe(inline(doc) or '\\&')]
+    text = text.replace('@CODES@', '\n'.join(listed))
     with open(os.path.join(outdir, 'sockkit.7'), 'w') as f:
         f.write(tidy(text.rstrip('\n').split('\n')))
 
