@@ -24,9 +24,8 @@ count = 0
 with tempfile.TemporaryDirectory() as tmp:
     for header in headers:
         for name, _, doc in mkman.Header(header).functions:
-            text = '\n'.join(doc.body)
-            for i, block in enumerate(text.split('@code')[1:]):
-                code = block.split('@endcode')[0]
+            for i, block in enumerate(doc.split_code()[1]):
+                code = '\n'.join(block) + '\n'
                 src = Path(tmp) / f'{name}_{i}.c'
                 src.write_text(PRELUDE + code)
                 cmd = [cc, '-std=c11', '-Wall', '-Wextra', '-Werror', '-Wno-unused-function',

@@ -210,6 +210,23 @@ class Doc:
     def text(self):
         return ' '.join(l.strip() for l in self.body if l.strip())
 
+    def split_code(self):
+        """The body without its @code blocks, and the blocks: (prose lines,
+        [lines of each block, without @code and @endcode])."""
+        prose, blocks, block = [], [], None
+        for line in self.body:
+            mark = line.strip()
+            if mark == '@code':
+                block = []
+            elif mark == '@endcode' and block is not None:
+                blocks.append(block)
+                block = None
+            elif block is not None:
+                block.append(line)
+            else:
+                prose.append(line)
+        return prose, blocks
+
 
 def strip_comments(code):
     return re.sub(r'/\*.*?\*/', ' ', code, flags=re.S)
@@ -342,16 +359,20 @@ def error_entries(ret_text, codes, inline):
     return out
 
 
+def arguments(doc, inline, title):
+    """The @param list as tagged paragraphs under a title line; none, nothing."""
+    out = ['.PP', title] if doc.params else []
+    for pname, ptext in doc.params:
+        out += ['.TP', '.I ' + pname, line_safe(inline(' '.join(ptext)))]
+    return out
+
+
 def type_section(name, info, inline):
     kind, doc, members, decl = info
     out = ['.SS The %s type' % name]
     if decl:
         out += ['.PP', '.nf', line_safe(esc(decl)), '.fi']
-    out += paragraphs(doc.body, inline)
-    if doc.params:
-        out += ['.PP', 'Its arguments:']
-        for pname, ptext in doc.params:
-            out += ['.TP', '.I ' + pname, line_safe(inline(' '.join(ptext)))]
+    out += paragraphs(doc.body, inline) + arguments(doc, inline, 'Its arguments:')
     for mname, mtext in members:
         out += ['.TP', '.B ' + esc(mname), line_safe(inline(mtext) or '\\&')]
     return out
@@ -373,18 +394,8 @@ def function_page(header, name, proto, doc, all_types, codes, functions, version
            '\\-\\-libs sockkit\\fR)',
            '.SH SYNOPSIS', '.nf', '.B #include <sockkit/%s>' % header.name, '.PP']
     out += synopsis_proto(proto) + ['.fi', '.SH DESCRIPTION']
-    body = [l for l in doc.body]
-    examples = []
-    while '@code' in [l.strip() for l in body]:
-        start = [l.strip() for l in body].index('@code')
-        end = [l.strip() for l in body].index('@endcode')
-        examples += body[start:end + 1]
-        body = body[:start] + body[end + 1:]
-    out += paragraphs(body, inline)
-    if doc.params:
-        out += ['.PP', 'The arguments:']
-        for pname, ptext in doc.params:
-            out += ['.TP', '.I ' + pname, line_safe(inline(' '.join(ptext)))]
+    prose, examples = doc.split_code()
+    out += paragraphs(prose, inline) + arguments(doc, inline, 'The arguments:')
     used = [t for t in re.findall(r'\b(sk_\w+)\b', proto) if t in all_types and t != name]
     for t in dict.fromkeys(used):
         if all_types[t][0] != 'opaque':
@@ -402,12 +413,12 @@ def function_page(header, name, proto, doc, all_types, codes, functions, version
         out += ['.SH ERRORS', 'Errors are returned as negative codes; '
                 '\\fBsk_strerror\\fR(3) describes any of them.'] + errors
     if examples:
-        out += ['.SH EXAMPLES'] + paragraphs(examples, inline)
+        out += ['.SH EXAMPLES']
+        for block in examples:
+            out += paragraphs(['@code'] + block + ['@endcode'], inline)
     out += ['.SH HISTORY', 'Added in libsockkit %s.' % (doc.since or '1.0')]
     related = [f for f, _, _ in header.functions if f != name]
-    out += ['.SH SEE ALSO']
-    refs = ['.BR %s (3),' % f for f in related] + ['.BR sockkit (7)']
-    out += refs
+    out += ['.SH SEE ALSO'] + ['.BR %s (3),' % f for f in related] + ['.BR sockkit (7)']
     return tidy(out)
 
 
