@@ -393,6 +393,8 @@ SK_API int sk_server_set_handover(sk_server *server, const char *path);
  * | `handover` | a socket file's path | sk_server_set_handover() (1.1) |
  * | `nodelay` | `on`, `off` | sk_server_set_nodelay() |
  *
+ * Numbers are decimal, with nothing after them.
+ *
  * @code
  * // NAME=VALUE lines of a configuration file, each applied as it is read.
  * static int configure(sk_server *s, FILE *f)
@@ -413,7 +415,7 @@ SK_API int sk_server_set_handover(sk_server *server, const char *path);
  *     return 0;
  * }
  * @endcode
- * Numbers are decimal, with nothing after them.
+ *
  * @param server The server.
  * @param name   The option's name.
  * @param value  Its value as text.

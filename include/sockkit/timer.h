@@ -92,6 +92,7 @@ SK_BEGIN_DECLS
 /**
  * Make a timer of a connection, not armed yet. Call it from the connection's
  * callbacks; the timer runs there too, and is freed with the connection.
+ *
  * @code
  * // A greeting, then a line every 10 s for as long as the client stays.
  * static void tick(sk_timer *t, void *arg)
