@@ -178,6 +178,62 @@ static void close_half_close_and_reset(void **state)
     finish(&r);
 }
 
+/* A program may keep a copy of a connection's descriptor (dup(), a child
+ * process): the socket then outlives the connection. The loop must forget it
+ * all the same, so that what arrives afterwards reaches no freed connection
+ * (the ASan and valgrind runs of this test see it if it does). */
+enum { KEPT = 8 };
+static int kept[KEPT], nkept; /* in the server process */
+
+static void keep_a_copy_and_close(sk_conn *c, char *data, size_t len)
+{
+    if (len > 0 && data[0] == 'q') {
+        if (nkept < KEPT && (kept[nkept] = dup(sk_conn_fd(c))) >= 0)
+            nkept++;
+        else
+            shared_add(&sh->errors);
+        sk_conn_close(c);
+    } else {
+        sk_conn_send(c, data, len);
+    }
+}
+
+static void close_kept_copies(sk_server *s)
+{
+    (void)s;
+    while (nkept > 0)
+        close(kept[--nkept]);
+}
+
+static void a_closed_connection_whose_descriptor_lives_on_is_forgotten(void **state)
+{
+    (void)state;
+    struct running r;
+    harness_after_run = close_kept_copies; /* before the descriptors are counted */
+    start(&r, new_server(keep_a_copy_and_close));
+    char noise[4096];
+    memset(noise, 'n', sizeof(noise));
+    for (int i = 1; i <= 4; i++) {
+        int a = dial(&r);
+        assert_int_equal(sk_write_all(a, "q", 1, 1000), 1);
+        expect_eof(a, 5000); /* closed by the server, the socket still open there */
+        wait_for(&sh->closes[SK_CLOSE_LOCAL], i, 5000);
+        /* Input, then a hang-up, for a socket the loop no longer serves. */
+        assert_int_equal(sk_write_all(a, noise, sizeof(noise), 1000), (ssize_t)sizeof(noise));
+        close(a);
+    }
+    int b = dial(&r); /* and the server still serves */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sk_write_all(b, "z", 1, 1000), 1);
+        expect_text(b, "z");
+    }
+    close(b);
+    wait_for(&sh->closes[SK_CLOSE_PEER], 1, 5000);
+    assert_int_equal(shared_get(&sh->errors), 0);
+    assert_int_equal(total_closes(), 5);
+    finish(&r);
+}
+
 /* ---- 3. line framing --------------------------------------------------- */
 
 static void send_in_pieces(int fd, const char *text, const size_t *sizes, size_t nsizes)
@@ -999,6 +1055,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(echo_many_clients, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(close_half_close_and_reset, harness_setup, harness_teardown),
+        cmocka_unit_test_setup_teardown(a_closed_connection_whose_descriptor_lives_on_is_forgotten,
+                                        harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(lines_are_whole_and_long_ones_close, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(broadcast_reaches_every_other_connection, harness_setup, harness_teardown),
         cmocka_unit_test_setup_teardown(broadcast_wakes_a_connection_between_messages, harness_setup, harness_teardown),
