@@ -890,7 +890,10 @@ SK_API sk_server *sk_conn_server(const sk_conn *conn);
  * The connection's socket, for socket options. Reading or writing it
  * directly bypasses the library's buffering; closing it is not allowed, and
  * so is changing its blocking mode or `SO_RCVTIMEO` (the `fork` backend's
- * children keep it blocking, with a receive timeout, between messages).
+ * children keep it blocking, with a receive timeout, between messages). A
+ * copy of it (`dup()`, a child process's) keeps the socket open after the
+ * connection has ended, until the copy is closed too; the library stops
+ * watching the socket at the end all the same.
  * @param conn The connection.
  * @return The descriptor, or `-EINVAL`.
  * @since 1.0
