@@ -170,8 +170,13 @@ SK_API int sk_server_accept(sk_server *server, int listen_fd, sk_conn **conn);
  * @param conn     The connection.
  * @param readable Its socket polled readable (or in error).
  * @param writable Its socket polled writable.
+ * An epoll loop: while another descriptor shares the socket (see
+ * sk_conn_fd()), `close()` does not take it out of the epoll set, so an event
+ * may still come after the connection is finished. Give the registration the
+ * descriptor's number, looked up in your own table, rather than the pointer.
  * @return A mask of `SK_WANT_*` bits for the next wait, or 0 when the
- *         connection is finished: it has been freed and must be forgotten.
+ *         connection is finished: it has been freed, its socket closed, and
+ *         it must be forgotten.
  * @since 1.0
  */
 SK_API int sk_conn_drive(sk_conn *conn, bool readable, bool writable);
