@@ -454,9 +454,11 @@ static int fork_run(sk_server *s)
     fs->page_size = sizeof(struct page) + (size_t)nslots * sizeof(struct park_slot);
     fs->page = mmap(NULL, fs->page_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
                     0);
+    /* Handed out in order, and stacked when given back: the stack's pages are
+     * touched only as deep as children ever ran at once, so a fork does not
+     * copy a table of every possible slot. */
     if (s->cfg.workers == 0 && (fs->free_slots = malloc((size_t)nslots * sizeof(int))))
-        for (int i = nslots - 1; i >= 0; i--)
-            fs->free_slots[fs->nfree++] = i;
+        fs->nslots = nslots;
     if (fs->page == MAP_FAILED || (fs->self_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
         rc = -errno;
         goto out;

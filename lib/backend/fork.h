@@ -89,9 +89,10 @@ struct fork_state {
     int nchildren;
     struct page *page;    /* MAP_SHARED */
     size_t page_size;
-    int *free_slots;      /* park slots of no child (children per connection) */
+    int *free_slots;      /* park slots given back (children per connection) */
     sk_addr peer;         /* the peer of the connection a child is forked for */
     int nfree;
+    int next_slot, nslots; /* slots below next_slot were handed out once */
     struct child self;    /* the sender of what other threads of this process broadcast */
     struct sk__watch self_w; /* SK__W_INBOX: self_efd */
     int self_efd;         /* eventfd: self_queue has become non-empty */

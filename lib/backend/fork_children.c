@@ -196,7 +196,9 @@ void sk__fork_spawn(struct fork_state *fs, int fd, const sk_addr *addr)
     if (sk_addr_format(addr, peer, sizeof(peer)) < 0 && sk_peer_addr(fd, peer, sizeof(peer)) < 0)
         strcpy(peer, "?");
     fs->peer = *addr; /* what the child starts with */
-    int slot = fs->nfree ? fs->free_slots[--fs->nfree] : -1; /* none: it does not park */
+    int slot = fs->nfree ? fs->free_slots[--fs->nfree]
+               : fs->next_slot < fs->nslots ? fs->next_slot++
+                                            : -1; /* none: it does not park */
     if (!fork_child(fs, sk__fork_child_main, fd, slot, peer)) {
         if (slot >= 0)
             fs->free_slots[fs->nfree++] = slot;
