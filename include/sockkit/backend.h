@@ -167,13 +167,14 @@ SK_API int sk_server_accept(sk_server *server, int listen_fd, sk_conn **conn);
  * Let a connection make progress: read and deliver if @p readable, flush if
  * @p writable, and in any case apply timeouts, requested closes and the
  * server's stop. Call it for every connection after every wait.
- * @param conn     The connection.
- * @param readable Its socket polled readable (or in error).
- * @param writable Its socket polled writable.
+ *
  * An epoll loop: while another descriptor shares the socket (see
  * sk_conn_fd()), `close()` does not take it out of the epoll set, so an event
  * may still come after the connection is finished. Give the registration the
  * descriptor's number, looked up in your own table, rather than the pointer.
+ * @param conn     The connection.
+ * @param readable Its socket polled readable (or in error).
+ * @param writable Its socket polled writable.
  * @return A mask of `SK_WANT_*` bits for the next wait, or 0 when the
  *         connection is finished: it has been freed, its socket closed, and
  *         it must be forgotten.
