@@ -46,7 +46,6 @@ struct ep_conn {
     uint32_t events;             /* the registered interest set */
     uint8_t retries;             /* epoll-lt: failed attempts to change it, in a row */
     bool in_dirty;               /* on the dirty, retry or held list */
-    bool watched;                /* its socket is in the epoll set */
 };
 
 static struct ep_conn *ep(sk_conn *c)
@@ -291,8 +290,9 @@ static void ep_settle_dirty(struct reactor *r)
             /* Out of the set before the close: another descriptor of the same
              * socket (the program's dup(), a child's copy, even a /proc
              * reader's passing reference) would keep its registration, and
-             * events for freed memory, alive past close(). */
-            if (e->watched)
+             * events for freed memory, alive past close(). (A socket whose
+             * EPOLL_CTL_ADD failed is not there: ENOENT, nothing lost.) */
+            if (e->c.fd >= 0)
                 (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, e->c.fd, NULL);
             sk__conn_free(&e->c);
             continue;
@@ -353,7 +353,6 @@ static void ep_accept(struct reactor *r, int lfd)
             continue;
         }
         ep(c)->events = events;
-        ep(c)->watched = true;
         list_push(&r->open, ep(c));
         r->nconns++;
         r->current = c;
@@ -375,7 +374,6 @@ static void ep_watch(struct sk__owner *owner, sk_conn *c)
         sk__conn_request_close(c, SK_CLOSE_CONNECT);
     } else {
         ep(c)->events = events;
-        ep(c)->watched = true;
     }
     mark_dirty(r, ep(c));
 }
