@@ -70,6 +70,21 @@ void sk__fork_wake(struct fork_state *fs, struct child *ch)
         sk__fork_kill(ch, SK__PARK_SIGNAL);
 }
 
+/* A park slot for a child per connection: one given back, else the next
+ * never used; -1 when all are taken (that child does not park). */
+static int slot_take(struct fork_state *fs)
+{
+    if (fs->nfree > 0)
+        return fs->free_slots[--fs->nfree];
+    return fs->next_slot < fs->nslots ? fs->next_slot++ : -1;
+}
+
+static void slot_give(struct fork_state *fs, int slot)
+{
+    if (slot >= 0)
+        fs->free_slots[fs->nfree++] = slot;
+}
+
 /* Reap children whose relay has closed; a child still exiting is tried again.
  * A child's slot goes back here; a worker that died is replaced. */
 bool sk__fork_reap(struct fork_state *fs)
@@ -98,8 +113,7 @@ bool sk__fork_reap(struct fork_state *fs)
         if (ch->worker < 0) {
             if (!ch->outbound)
                 sk__registry_release(&fs->s->reg);
-            if (ch->slot >= 0)
-                fs->free_slots[fs->nfree++] = ch->slot;
+            slot_give(fs, ch->slot);
         } else {
             /* A worker releases its own slots; one that died holding one cannot. */
             if (__atomic_exchange_n(&fs->page->busy[ch->worker], 0, __ATOMIC_ACQ_REL))
@@ -196,12 +210,9 @@ void sk__fork_spawn(struct fork_state *fs, int fd, const sk_addr *addr)
     if (sk_addr_format(addr, peer, sizeof(peer)) < 0 && sk_peer_addr(fd, peer, sizeof(peer)) < 0)
         strcpy(peer, "?");
     fs->peer = *addr; /* what the child starts with */
-    int slot = fs->nfree ? fs->free_slots[--fs->nfree]
-               : fs->next_slot < fs->nslots ? fs->next_slot++
-                                            : -1; /* none: it does not park */
+    int slot = slot_take(fs);
     if (!fork_child(fs, sk__fork_child_main, fd, slot, peer)) {
-        if (slot >= 0)
-            fs->free_slots[fs->nfree++] = slot;
+        slot_give(fs, slot);
         sk__registry_release(&fs->s->reg);
         sk__count(&fs->s->reg.ctr, SK__C_REFUSED, 1);
     }
