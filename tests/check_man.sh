@@ -23,7 +23,6 @@ lib=$(find "$root" -name 'libsockkit.so.*' -type f | head -n 1)
 show() { # SECTION NAME
     out=$(MANPAGER=cat MANWIDTH=80 man -M "$mandir" "$1" "$2" 2>"$root/man.err") ||
         fail "man -M $mandir $1 $2: $(cat "$root/man.err")"
-    rm -f "$root/man.err"
     echo "$out" | head -n 1 | grep -qi "^$2($1)" || fail "man $1 $2 shows: $(echo "$out" | head -n 1)"
     echo "$out" | grep -q "^NAME" || fail "man $1 $2 has no NAME section"
 }

@@ -225,6 +225,8 @@ class Doc:
                 block.append(line)
             else:
                 prose.append(line)
+        if block is not None:  # its lines would vanish from the page and the test
+            raise ValueError('@code without @endcode: ' + ' '.join(block)[:60])
         return prose, blocks
 
 
