@@ -6,10 +6,13 @@
  *                         listening descriptors as SCM_RIGHTS (none: refused)
  *   successor -> server   'K': every one was adopted
  *
- * Only after the 'K' does the server let go: it forgets its listeners' socket
- * files (now the successor's), closes and removes its handover socket, closes
- * the exchange (the successor then takes the path over) and drains. Until
- * then a failure on either side leaves the server as it was. Both sides
+ * Only after the 'K' does the server let go: it drains, shuts its accept
+ * gate and waits for an accept under way, forgets its listeners' socket
+ * files (now the successor's), closes and removes its handover socket and
+ * closes the exchange; the successor, which waits for that close, then takes
+ * the path over, and from its bind's return on no connection is the old
+ * server's. Until the 'K' a failure on either side leaves the server as it
+ * was. Both sides
  * accept a peer of their own uid or root only (SO_PEERCRED), and every wait
  * is bounded. */
 #include "handover.h"
@@ -293,7 +296,8 @@ static int send_fds(int fd, const int *fds, int n)
     return sent == (ssize_t)sizeof(g) ? 0 : -EPROTO;
 }
 
-/* Answer one successor: 0 once it has the listeners (then ours are its). */
+/* Answer one successor: 0 once it has the listeners (then ours are its:
+ * let_go()). */
 static int give(struct sk__handover *h, int fd)
 {
     sk_server *s = h->s;
@@ -317,12 +321,22 @@ static int give(struct sk__handover *h, int fd)
         rc = recv_exact(fd, &ok, 1);
     if (rc == 0 && ok != 'K')
         rc = -EPROTO;
-    if (rc < 0)
-        return rc;
-    /* Theirs now: the socket files stay; our descriptors close with the server. */
+    return rc;
+}
+
+/* After a handover: accept no more (a drain, or a stop where the backend has
+ * no drain) and wait for an accept under way; the listeners' socket files
+ * stay (ours close with the server). Then the exchange may close. */
+static void let_go(struct sk__handover *h)
+{
+    sk_server *s = h->s;
+    if (s->backend->caps & SK__CAP_DRAIN)
+        sk__server_drain(s);
+    else
+        sk__server_stop(s);
+    sk__listeners_shut(&s->lis, IO_MS);
     sk__listeners_disown(&s->lis);
     close_listener(h);
-    return 0;
 }
 
 /* The thread lives until the run ends (the wake), also after a handover: a
@@ -349,12 +363,9 @@ static void *serve_successors(void *arg)
                 poll(NULL, 0, RETRY_MS);
             continue;
         }
-        int rc = give(h, fd);
+        if (give(h, fd) == 0)
+            let_go(h);
         close(fd); /* after a handover: the successor may take the path now */
-        if (rc == 0 && (h->s->backend->caps & SK__CAP_DRAIN))
-            sk__server_drain(h->s);
-        else if (rc == 0)
-            sk__server_stop(h->s);
     }
     return NULL;
 }
@@ -363,6 +374,9 @@ int sk__handover_start(struct sk__handover *h, sk_server *s)
 {
     if (h->fd < 0)
         return 0; /* handed over already: nothing more to answer */
+    int rc = sk__listeners_gate(&s->lis); /* before the backend forks */
+    if (rc < 0)
+        return rc;
     h->s = s;
     if ((h->wake = eventfd(0, EFD_CLOEXEC)) < 0)
         return -errno;
@@ -371,7 +385,7 @@ int sk__handover_start(struct sk__handover *h, sk_server *s)
         h->wake = -1;
         return -errno;
     }
-    int rc = -pthread_create(&h->thread, NULL, serve_successors, h);
+    rc = -pthread_create(&h->thread, NULL, serve_successors, h);
     if (rc == 0) {
         /* Started before the backend forks: no child is made mid-start. */
         while (sem_wait(&h->started) < 0 && errno == EINTR)

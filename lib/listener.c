@@ -13,6 +13,8 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -266,6 +268,51 @@ void sk__listeners_free(struct sk__listeners *l)
     for (int i = 0; i < l->naddr; i++)
         free(l->addresses[i]);
     l->naddr = 0;
+    if (l->gate)
+        munmap(l->gate, sizeof(*l->gate));
+    l->gate = NULL;
+}
+
+int sk__listeners_gate(struct sk__listeners *l)
+{
+    if (l->gate)
+        return 0;
+    void *page = mmap(NULL, sizeof(*l->gate), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        return -errno;
+    l->gate = page; /* zeroed: open, nobody inside */
+    return 0;
+}
+
+/* Dekker's pattern: an accept counts itself in, then looks at the gate; the
+ * shutter shuts it, then looks at the count. Either the accept sees it shut,
+ * or the shutter sees the accept inside and waits for it. */
+void sk__listeners_shut(struct sk__listeners *l, int ms)
+{
+    if (!l->gate)
+        return;
+    __atomic_store_n(&l->gate->shut, 1, __ATOMIC_SEQ_CST);
+    for (int waited = 0; __atomic_load_n(&l->gate->inside, __ATOMIC_SEQ_CST) > 0 && waited < ms;
+         waited++)
+        poll(NULL, 0, 1);
+}
+
+static bool gate_enter(struct sk__gate *g)
+{
+    if (!g)
+        return true;
+    __atomic_add_fetch(&g->inside, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&g->shut, __ATOMIC_SEQ_CST))
+        return true;
+    __atomic_sub_fetch(&g->inside, 1, __ATOMIC_RELEASE);
+    return false;
+}
+
+static void gate_leave(struct sk__gate *g)
+{
+    if (g)
+        __atomic_sub_fetch(&g->inside, 1, __ATOMIC_RELEASE);
 }
 
 void sk__listeners_hold_spare(struct sk__listeners *l, bool on)
@@ -299,11 +346,8 @@ static int refuse_without_fd(struct sk__listeners *l, int lfd, struct sk__counte
     return fd >= 0 ? 1 : 0;
 }
 
-int sk__accept_fd(sk_server *s, int lfd, struct sk__counters *ctr, sk_addr *peer)
+static int accept_one(sk_server *s, int lfd, struct sk__counters *ctr, sk_addr *peer)
 {
-    /* Drained or stopped: not one more, whatever event the loop is still on. */
-    if (__atomic_load_n(&s->drain_at, __ATOMIC_ACQUIRE) || sk__stopping(s))
-        return 0;
     for (int refused = 0; refused < 64;) {
         socklen_t len = sizeof(peer->u);
         int fd = accept4(lfd, peer ? &peer->u.sa : NULL, peer ? &len : NULL,
@@ -345,4 +389,18 @@ int sk__accept_fd(sk_server *s, int lfd, struct sk__counters *ctr, sk_addr *peer
         }
     }
     return 0;
+}
+
+int sk__accept_fd(sk_server *s, int lfd, struct sk__counters *ctr, sk_addr *peer)
+{
+    /* Drained or stopped: not one more, whatever event the loop is still on. */
+    if (__atomic_load_n(&s->drain_at, __ATOMIC_ACQUIRE) || sk__stopping(s))
+        return 0;
+    /* Handed over: the listeners are the successor's, from the moment its
+     * bind returns (the handover waits for an accept under way). */
+    if (!gate_enter(s->lis.gate))
+        return 0;
+    int fd = accept_one(s, lfd, ctr, peer);
+    gate_leave(s->lis.gate);
+    return fd;
 }

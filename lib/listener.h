@@ -21,6 +21,13 @@ struct sk__sockfile {
     ino_t ino;
 };
 
+/* The gate every accept passes on a server that may hand its listeners over:
+ * in a shared mapping, so that it holds in a fork backend's children too. */
+struct sk__gate {
+    int shut;   /* atomic: the listeners are another server's: no accept starts */
+    int inside; /* atomic: accepts under way, in every process */
+};
+
 struct sk__listeners {
     char *addresses[SK__MAX_LISTEN];
     int naddr;
@@ -29,6 +36,7 @@ struct sk__listeners {
     int nsets;
     struct sk__sockfile files[SK__MAX_LISTEN];
     int spare;    /* a descriptor given up to accept (and refuse) at EMFILE, or -1 */
+    struct sk__gate *gate; /* NULL: no handover */
 };
 
 SK__HIDDEN void sk__listeners_init(struct sk__listeners *l);
@@ -59,6 +67,11 @@ SK__HIDDEN int sk__listeners_release(struct sk__listeners *l, int *fds, int max)
 SK__HIDDEN void sk__listeners_close(struct sk__listeners *l);
 /* Close, and forget the addresses. */
 SK__HIDDEN void sk__listeners_free(struct sk__listeners *l);
+/* Make the gate (once, before any fork): accepts pass it from now on. */
+SK__HIDDEN int sk__listeners_gate(struct sk__listeners *l);
+/* Shut the gate for good: no accept starts from now on; returns once none
+ * is under way, or after ms (a process killed inside an accept). */
+SK__HIDDEN void sk__listeners_shut(struct sk__listeners *l, int ms);
 /* The spare descriptor: held while a server runs. */
 SK__HIDDEN void sk__listeners_hold_spare(struct sk__listeners *l, bool on);
 

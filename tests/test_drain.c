@@ -8,11 +8,14 @@
 #include "harness.h"
 
 #include <cmocka.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -238,6 +241,90 @@ static void a_handover_moves_the_listeners(void **state)
     assert_int_equal(shared_get(&sh->closes[SK_CLOSE_PEER]), 5);
 }
 
+/* accept4() as the library calls it, with a stall a test arms: the calls on
+ * a TCP listener (not the handover socket) that start within STALL_MS of the first one since (in any process of the
+ * test: a fork backend's workers may all try the same connection) wait until
+ * then, and the time one returned a connection is noted. In a page every
+ * process shares. */
+#define STALL_MS 300
+static struct stall {
+    int armed;
+    int64_t until;       /* tu_now_ms(): the first stalled call's end */
+    int64_t accepted_at; /* when a stalled call returned a connection */
+    int64_t bound_at;    /* the successor's, after its bind returned */
+} *stall;
+static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *restrict, int);
+
+int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len, int flags) /* glibc's own type */
+{
+    bool stalled = false;
+    struct sockaddr_storage own;
+    socklen_t own_len = sizeof(own);
+    if (stall && __atomic_load_n(&stall->armed, __ATOMIC_ACQUIRE) &&
+        getsockname(fd, (struct sockaddr *)&own, &own_len) == 0 && own.ss_family != AF_UNIX) {
+        int64_t until = 0, mine = tu_now_ms() + STALL_MS;
+        if (__atomic_compare_exchange_n(&stall->until, &until, mine, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            until = mine;
+        int64_t left = until - tu_now_ms();
+        if ((stalled = left > 0))
+            poll(NULL, 0, (int)left);
+    }
+    int rc = real_accept4(fd, addr, len, flags);
+    if (stalled && rc >= 0)
+        __atomic_store_n(&stall->accepted_at, tu_now_ms(), __ATOMIC_RELEASE);
+    return rc;
+}
+
+static void note_bound(sk_server *s)
+{
+    (void)s;
+    __atomic_store_n(&stall->bound_at, tu_now_ms(), __ATOMIC_RELEASE);
+}
+
+/* An accept under way in the old server when a successor takes the
+ * listeners: it ends before the successor's bind returns, and from then on
+ * every connection is the successor's. */
+static void a_handover_waits_for_an_accept_under_way(void **state)
+{
+    (void)state;
+    struct running old, next;
+    fresh_path();
+    *stall = (struct stall){0};
+    start_unbound(&old, handover_server(), NULL);
+    assert_int_equal(old.bind_rc, 0);
+    __atomic_store_n(&stall->armed, 1, __ATOMIC_RELEASE);
+    int a = dial(&old); /* queued; the old server's accept of it stalls */
+    for (int waited = 0; !__atomic_load_n(&stall->until, __ATOMIC_ACQUIRE) && waited < 5000;
+         waited++)
+        poll(NULL, 0, 1);
+    assert_true(__atomic_load_n(&stall->until, __ATOMIC_ACQUIRE) > 0);
+
+    harness_before_run = note_bound; /* in the successor's process */
+    start_unbound(&next, handover_server(), (int[]){a, -1});
+    harness_before_run = NULL;
+    assert_int_equal(next.bind_rc, 0);
+    for (int waited = 0; !__atomic_load_n(&stall->bound_at, __ATOMIC_ACQUIRE) && waited < 5000;
+         waited++)
+        poll(NULL, 0, 1); /* its hook runs just after it said "bound" */
+    int64_t accepted = __atomic_load_n(&stall->accepted_at, __ATOMIC_ACQUIRE);
+    assert_true(accepted > 0); /* the accept under way got a, not the successor */
+    assert_true(accepted <= __atomic_load_n(&stall->bound_at, __ATOMIC_ACQUIRE));
+    __atomic_store_n(&stall->armed, 0, __ATOMIC_RELEASE);
+    served(a, "accepted before the handover ended\n");
+    assert_int_equal(server_count(&old), 1);
+    int b = dial(&next);
+    served(b, "after it\n");
+    assert_int_equal(server_count(&next), 1);
+
+    close(a);
+    await_done(&old);
+    close(b);
+    wait_count(&next, 0, 5000 * test_scale());
+    finish(&next);
+    remove_path();
+}
+
 /* Take the listeners in a process of uid 65534 (nobody): 0 if the bind
  * failed with want, else 1. */
 static int bind_as_nobody(int want)
@@ -323,6 +410,10 @@ int main(int argc, char **argv)
 {
     if (harness_init(argc, argv) != 0)
         return 1;
+    *(void **)&real_accept4 = dlsym(RTLD_NEXT, "accept4");
+    stall = mmap(NULL, sizeof(*stall), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (!real_accept4 || stall == MAP_FAILED)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(a_drain_lets_live_connections_finish, harness_setup,
                                         harness_teardown),
@@ -333,6 +424,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(the_drain_signal_twice_stops, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(a_handover_moves_the_listeners, harness_setup,
+                                        harness_teardown),
+        cmocka_unit_test_setup_teardown(a_handover_waits_for_an_accept_under_way, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(a_handover_to_another_uid_is_refused, harness_setup,
                                         harness_teardown),

@@ -360,7 +360,9 @@ SK_API int sk_server_set_grace_timeout(sk_server *server, int grace_ms);
  * its listeners to the first successor that asks, then drains.
  *
  * The listening sockets are never closed in between, so a connection queued
- * on them is served by one server or the other. Both sides accept a peer of
+ * on them is served by one server or the other; once the successor's
+ * sk_server_bind() has returned, this server accepts none (the handover
+ * waits for an accept under way here to finish). Both sides accept a peer of
  * their own uid, or root, only (`SO_PEERCRED`); a successor refused gets
  * `-EPERM` from sk_server_bind() (`-EACCES` if the socket file's mode
  * stopped it first), and the old server keeps serving. Every step of the
