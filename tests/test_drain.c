@@ -242,17 +242,18 @@ static void a_handover_moves_the_listeners(void **state)
 }
 
 /* accept4() as the library calls it, with a stall a test arms: the calls on
- * a TCP listener (not the handover socket) that start within STALL_MS of the first one since (in any process of the
- * test: a fork backend's workers may all try the same connection) wait until
- * then, and the time one returned a connection is noted. In a page every
- * process shares. */
+ * a TCP listener (not the handover socket) that start within STALL_MS of the
+ * first one (in any process of the test: a fork backend's workers may all
+ * try the same connection) wait until then, and the time one of them
+ * returned a connection is noted. In a page every process shares. */
 #define STALL_MS 300
-static struct stall {
+struct stall {
     int armed;
     int64_t until;       /* tu_now_ms(): the first stalled call's end */
     int64_t accepted_at; /* when a stalled call returned a connection */
     int64_t bound_at;    /* the successor's, after its bind returned */
-} *stall;
+};
+static struct stall *stall;
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *restrict, int);
 
 int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *restrict len, int flags) /* glibc's own type */
@@ -295,7 +296,8 @@ static void a_handover_waits_for_an_accept_under_way(void **state)
     assert_int_equal(old.bind_rc, 0);
     __atomic_store_n(&stall->armed, 1, __ATOMIC_RELEASE);
     int a = dial(&old); /* queued; the old server's accept of it stalls */
-    for (int waited = 0; !__atomic_load_n(&stall->until, __ATOMIC_ACQUIRE) && waited < 5000;
+    int bound = 5000 * test_scale();
+    for (int waited = 0; !__atomic_load_n(&stall->until, __ATOMIC_ACQUIRE) && waited < bound;
          waited++)
         poll(NULL, 0, 1);
     assert_true(__atomic_load_n(&stall->until, __ATOMIC_ACQUIRE) > 0);
@@ -304,7 +306,7 @@ static void a_handover_waits_for_an_accept_under_way(void **state)
     start_unbound(&next, handover_server(), (int[]){a, -1});
     harness_before_run = NULL;
     assert_int_equal(next.bind_rc, 0);
-    for (int waited = 0; !__atomic_load_n(&stall->bound_at, __ATOMIC_ACQUIRE) && waited < 5000;
+    for (int waited = 0; !__atomic_load_n(&stall->bound_at, __ATOMIC_ACQUIRE) && waited < bound;
          waited++)
         poll(NULL, 0, 1); /* its hook runs just after it said "bound" */
     int64_t accepted = __atomic_load_n(&stall->accepted_at, __ATOMIC_ACQUIRE);
