@@ -12,9 +12,8 @@
  * closes the exchange; the successor, which waits for that close, then takes
  * the path over, and from its bind's return on no connection is the old
  * server's. Until the 'K' a failure on either side leaves the server as it
- * was. Both sides
- * accept a peer of their own uid or root only (SO_PEERCRED), and every wait
- * is bounded. */
+ * was. Both sides accept a peer of their own uid or root only (SO_PEERCRED),
+ * and every wait is bounded. */
 #include "handover.h"
 #include "server_internal.h"
 
