@@ -283,6 +283,23 @@ static void note_bound(sk_server *s)
     __atomic_store_n(&stall->bound_at, tu_now_ms(), __ATOMIC_RELEASE);
 }
 
+/* A time another process notes in the stall page: once set, or 0 if it is
+ * not within 5 s. */
+static int64_t noted(int64_t *at)
+{
+    int64_t until = tu_now_ms() + 5000 * test_scale();
+    while (!__atomic_load_n(at, __ATOMIC_ACQUIRE) && tu_now_ms() < until)
+        usleep(2000);
+    return __atomic_load_n(at, __ATOMIC_ACQUIRE);
+}
+
+/* A failed test leaves no stall armed for the next. */
+static int stall_teardown(void **state)
+{
+    __atomic_store_n(&stall->armed, 0, __ATOMIC_RELEASE);
+    return harness_teardown(state);
+}
+
 /* An accept under way in the old server when a successor takes the
  * listeners: it ends before the successor's bind returns, and from then on
  * every connection is the successor's. */
@@ -296,22 +313,16 @@ static void a_handover_waits_for_an_accept_under_way(void **state)
     assert_int_equal(old.bind_rc, 0);
     __atomic_store_n(&stall->armed, 1, __ATOMIC_RELEASE);
     int a = dial(&old); /* queued; the old server's accept of it stalls */
-    int bound = 5000 * test_scale();
-    for (int waited = 0; !__atomic_load_n(&stall->until, __ATOMIC_ACQUIRE) && waited < bound;
-         waited++)
-        poll(NULL, 0, 1);
-    assert_true(__atomic_load_n(&stall->until, __ATOMIC_ACQUIRE) > 0);
+    assert_true(noted(&stall->until) > 0);
 
     harness_before_run = note_bound; /* in the successor's process */
     start_unbound(&next, handover_server(), (int[]){a, -1});
     harness_before_run = NULL;
     assert_int_equal(next.bind_rc, 0);
-    for (int waited = 0; !__atomic_load_n(&stall->bound_at, __ATOMIC_ACQUIRE) && waited < bound;
-         waited++)
-        poll(NULL, 0, 1); /* its hook runs just after it said "bound" */
+    int64_t bound = noted(&stall->bound_at); /* its hook runs just after it said "bound" */
     int64_t accepted = __atomic_load_n(&stall->accepted_at, __ATOMIC_ACQUIRE);
     assert_true(accepted > 0); /* the accept under way got a, not the successor */
-    assert_true(accepted <= __atomic_load_n(&stall->bound_at, __ATOMIC_ACQUIRE));
+    assert_true(accepted <= bound);
     __atomic_store_n(&stall->armed, 0, __ATOMIC_RELEASE);
     served(a, "accepted before the handover ended\n");
     assert_int_equal(server_count(&old), 1);
@@ -428,7 +439,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(a_handover_moves_the_listeners, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(a_handover_waits_for_an_accept_under_way, harness_setup,
-                                        harness_teardown),
+                                        stall_teardown),
         cmocka_unit_test_setup_teardown(a_handover_to_another_uid_is_refused, harness_setup,
                                         harness_teardown),
         cmocka_unit_test_setup_teardown(stale_and_foreign_files_at_the_path, harness_setup,
